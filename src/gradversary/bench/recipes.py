@@ -1,0 +1,63 @@
+"""Named recipes: a method and its baseline, configured alike, for ``gradversary run``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..registry import Registry
+
+__all__ = ["Recipe", "RECIPES"]
+
+RECIPES = Registry("recipe")
+
+
+@dataclass
+class Recipe:
+    """A comparison: configs by label (the first is the baseline) and the metrics to show.
+
+    Args:
+        title: heading of reports.
+        configs: label -> raw run config (validated when the run starts).
+        metrics: evaluation metrics to tabulate, in order.
+        notes: Markdown paragraphs for the results file (where the recipe comes from).
+    """
+
+    title: str
+    configs: dict[str, dict]
+    metrics: list[str] = field(default_factory=lambda: ["source_test_acc", "target_test_acc"])
+    notes: list[str] = field(default_factory=list)
+
+
+_MOONS_MODEL = {"name": "mlp", "hidden": [15, 15]}
+_MOONS_TRAIN = {"steps": 3000, "eval_every": 500, "batch_size": 128}
+_MOONS_OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9,
+                "lr_schedule": {"name": "inverse_decay", "alpha": 10.0, "beta": 0.75}}
+
+
+@RECIPES.register("dann")
+def moons_dann() -> Recipe:
+    """DANN against source-only on the two-moons toy (embedded data, no files needed)."""
+    base = {"model": _MOONS_MODEL, "data": {"name": "moons"}, "optim": _MOONS_OPTIM,
+            "train": _MOONS_TRAIN}
+    return Recipe(
+        title="DANN on the two-moons toy (target rotated by 35 degrees)",
+        configs={
+            "source-only": {**base, "method": {"name": "erm"}},
+            "DANN": {**base, "method": {"name": "dann", "disc_hidden": [100],
+                                        "lambda_schedule": {"name": "dann_lambda", "gamma": 10.0}}},
+        },
+        metrics=["source_test_acc", "target_test_acc", "domain_acc"],
+        notes=[
+            "Data: the DANN paper's toy (section 5.1.1): 150 labelled source points a moon, "
+            "300 unlabelled target points drawn from the same moons rotated by 35 degrees about "
+            "their centre; accuracies are on fresh test samples of 1,000 points a domain.",
+            "Recipe: MLP with two hidden layers of 15 ReLU units, domain head of 100 units, SGD "
+            "(momentum 0.9) at mu_p = 0.05 / (1 + 10 p)^0.75, GRL lambda_p = 2 / (1 + exp(-10 p)) - 1, "
+            "3,000 steps of 64 source + 64 target points. The paper's one-layer network of 15 "
+            "units trained less reliably here. The recipe was chosen on training seeds 100-105 "
+            "with a different data draw (data seed 1), not on the seeds reported below.",
+            "domain_acc is the domain classifier's balanced accuracy on source vs target test "
+            "points (0.5: indistinguishable). Source-only has no domain classifier.",
+            "The final model is reported (no checkpoint selection, so no target labels are used).",
+        ],
+    )

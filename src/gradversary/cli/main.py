@@ -1,0 +1,152 @@
+"""The ``gradversary`` command line: thin wiring over the engine, registries and reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ..errors import GradversaryError
+from ..bench.recipes import RECIPES
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None,
+                   help="dataset folder (default: $GRADVERSARY_DATA_ROOT, else ../shared/data)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradversary",
+        description="Learning with reversed gradients: DANN and GREAT.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a named recipe: the method beside its baseline, over seeds")
+    p.add_argument("recipe", choices=RECIPES.names(), help="recipe name")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    p.add_argument("--out-dir", default="runs", help="parent folder of the run directories")
+    p.add_argument("--results", default=None,
+                   help="also write a Markdown results file here (e.g. docs/results/moons.md)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides applied to both methods, e.g. train.steps=500")
+    _add_common(p)
+
+    p = sub.add_parser("train", help="train from a YAML config")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. optim.lr=0.01")
+    p.add_argument("--run-dir", default=None, help="run directory (default: <out_dir>/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    _add_common(p)
+
+    p = sub.add_parser("eval", help="evaluate a run directory's last checkpoint")
+    p.add_argument("run_dir", help="a run directory made by train or run")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--data-root", default=None, help="dataset folder")
+
+    sub.add_parser("list", help="list registered methods, models, datasets, schedules and recipes")
+    return parser
+
+
+def _cmd_list(args) -> int:
+    from ..data import DATASETS
+    from ..methods import METHODS
+    from ..models import MODELS
+    from ..schedules import SCHEDULES
+
+    for title, reg in [("methods", METHODS), ("models", MODELS), ("datasets", DATASETS),
+                       ("schedules", SCHEDULES), ("recipes", RECIPES)]:
+        print(f"{title}:")
+        for e in reg.entries():
+            print(f"  {e.name:<16} {e.summary}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from ..engine import Trainer, load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.no_progress:
+        cfg.train.progress = False
+    run_dir = args.run_dir
+    if args.resume and run_dir is None:
+        run_dir = str(Path(cfg.out_dir) / cfg.run_name)
+    trainer = Trainer(cfg, run_dir=run_dir, data_root=args.data_root)
+    summary = trainer.fit(resume=args.resume)
+    if trainer.main:
+        print(f"run directory: {trainer.run_dir}")
+        _print_metrics(summary["final"])
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from ..engine import Trainer, load_checkpoint, resolve_config
+
+    run_dir = Path(args.run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise GradversaryError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+    cfg = resolve_config(yaml.safe_load(cfg_path.read_text()))
+    cfg.train.progress = False
+    trainer = Trainer(cfg, run_dir=run_dir, data_root=args.data_root)
+    state = load_checkpoint(trainer.ckpt_path)
+    trainer.load_state_dict(state)
+    metrics = trainer.evaluate()
+    if args.json:
+        print(json.dumps({"step": trainer.step, **metrics}, indent=2))
+    else:
+        print(f"{run_dir} at step {trainer.step}:")
+        _print_metrics(metrics)
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    for k, v in metrics.items():
+        print(f"  {k:<20} {v:.4f}")
+
+
+def _cmd_run(args) -> int:
+    from ..bench.compare import run_comparison
+
+    t0 = time.perf_counter()
+    result = run_comparison(
+        RECIPES.get(args.recipe).factory(), seeds=list(range(args.seeds)), out_dir=args.out_dir,
+        overrides=args.overrides, data_root=args.data_root, progress=not args.no_progress,
+    )
+    print(result.table)
+    print(f"report: {result.report}")
+    if args.results:
+        cmd = "gradversary " + " ".join(sys.argv[1:]) if sys.argv[1:] else "gradversary run"
+        path = result.write_results(args.results, command=cmd, wall_time=time.perf_counter() - t0)
+        print(f"results: {path}")
+    return 0
+
+
+COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _cmd_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except GradversaryError as e:
+        print(f"gradversary: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gradversary: interrupted; resume with `gradversary train CONFIG --resume`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Datasets as domain adaptation tasks, data-root resolution and file checks."""
+
+from . import moons  # noqa: F401  (registers)
+from .registry import DATASETS, create_task
+from .root import ENV_VAR, require_file, resolve_data_root
+from .sampler import DomainSampler
+from .task import DATask, DomainData
+
+__all__ = [
+    "DATASETS", "create_task", "DATask", "DomainData", "DomainSampler",
+    "ENV_VAR", "require_file", "resolve_data_root",
+]

@@ -1,0 +1,195 @@
+"""The run configuration: typed sections, registry-validated components, YAML in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..config import apply_overrides, from_dict, to_dict
+from ..data.registry import DATASETS
+from ..errors import ConfigError
+from ..methods.base import METHODS
+from ..models.base import MODELS
+from ..registry import Registry
+from ..schedules import SCHEDULES
+
+__all__ = ["OptimConfig", "TrainConfig", "RunConfig", "resolve_config", "load_config"]
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer settings, shared by every optimizer a method declares.
+
+    Args:
+        name: ``sgd``, ``adam`` or ``adamw``.
+        lr: base learning rate (mu_0); the schedule multiplies it.
+        momentum: SGD momentum (the DANN recipe: 0.9).
+        weight_decay: L2 penalty.
+        betas: Adam's betas.
+        lr_schedule: a registered schedule, stepped by progress, multiplying ``lr``
+            (default: the DANN decay 1 / (1 + 10 p)^0.75).
+        groups: per-optimizer overrides of the keys above, by the name the method declares
+            (e.g. ``{aux: {lr: 0.001}}``).
+        grad_clip: clip the global gradient norm of each optimizer's parameters (off if null).
+    """
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: dict = field(
+        default_factory=lambda: {"name": "inverse_decay", "alpha": 10.0, "beta": 0.75}
+    )
+    groups: dict = field(default_factory=dict)
+    grad_clip: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings.
+
+    Args:
+        steps: number of optimisation steps (or give ``epochs``).
+        epochs: passes over the source training set (converted to steps).
+        batch_size: examples per step in all; methods that use the target split it half/half.
+        eval_every: evaluate every this many steps (and at the end); 0 for the end only.
+        log_every: write a training record (and check the loss is finite) every this many steps.
+        checkpoint_every: save a checkpoint every this many steps (0: at each evaluation).
+        seed: seeds weights, sampling and dropout.
+        deterministic: ask PyTorch for deterministic kernels.
+        device: ``cpu``, ``cuda``, ``cuda:1``...
+        eval_batch_size: batch size of evaluation passes.
+        progress: show a progress bar.
+        threads: torch intra-op threads (null: PyTorch's default).
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 128
+    eval_every: int = 500
+    log_every: int = 10
+    checkpoint_every: int = 0
+    seed: int = 0
+    deterministic: bool = True
+    device: str = "cpu"
+    eval_batch_size: int = 1024
+    progress: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.epochs is None:
+            self.steps = 1000
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("train: give steps or epochs, not both")
+        if self.steps is not None and self.steps <= 0:
+            raise ConfigError(f"train.steps must be positive, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"train.batch_size must be >= 2, got {self.batch_size}")
+        for k in ("eval_every", "log_every", "checkpoint_every"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"train.{k} must be >= 0")
+        if self.log_every == 0:
+            self.log_every = 1
+
+
+@dataclass
+class RunConfig:
+    """A whole run. ``method``, ``model`` and ``data`` are ``{name: ..., **options}`` mappings
+    whose options are validated against the registered component's own config dataclass.
+
+    Args:
+        method: the training method (``gradversary list`` shows them).
+        model: the network.
+        data: the dataset/task; ``root`` may be given here or with ``--data-root``.
+        optim: optimizer settings.
+        train: loop settings.
+        name: run name (default: ``<method>-<data>-s<seed>``).
+        out_dir: where run directories are made.
+    """
+
+    method: dict = field(default_factory=lambda: {"name": "dann"})
+    model: dict = field(default_factory=lambda: {"name": "mlp"})
+    data: dict = field(default_factory=lambda: {"name": "moons"})
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str | None = None
+    out_dir: str = "runs"
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.method['name']}-{self.data['name']}-s{self.train.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def _component(section: str, spec: Any, registry: Registry, extra: Iterable[str] = ()) -> dict:
+    """Validate ``{name, **options}`` against the registry entry's config; fill defaults."""
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise ConfigError(f"{section}: expected a mapping with a 'name' key, got {spec!r}")
+    spec = dict(spec)
+    name = spec.pop("name")
+    kept = {k: spec.pop(k) for k in list(spec) if k in extra}
+    entry = registry.get(name)
+    if entry.config is None:
+        if spec:
+            raise ConfigError(f"{section} {name!r} takes no options, got {sorted(spec)}")
+        return {"name": name, **kept}
+    try:
+        cfg = from_dict(entry.config, spec, path=section)
+    except ConfigError as e:
+        raise ConfigError(f"{section} {name!r}: {e}") from None
+    return {"name": name, **kept, **to_dict(cfg)}
+
+
+def _check_schedule(spec: Any, path: str) -> None:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{path}: expected a mapping with a 'name' key, got {spec!r}")
+    _component(path, spec, SCHEDULES)
+
+
+def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Validate a raw config dict (plus ``key=value`` overrides) into a full :class:`RunConfig`.
+
+    Every section is checked; components are filled with their defaults, so the result is the
+    complete, resolved configuration that is saved with the run.
+    """
+    data = apply_overrides(dict(raw or {}), overrides)
+    cfg = from_dict(RunConfig, data)
+    cfg.method = _component("method", cfg.method, METHODS)
+    cfg.model = _component("model", cfg.model, MODELS)
+    cfg.data = _component("data", cfg.data, DATASETS, extra=("root",))
+    _check_schedule(cfg.optim.lr_schedule, "optim.lr_schedule")
+    for key in ("lambda_schedule",):
+        if key in cfg.method:
+            _check_schedule(cfg.method[key], f"method.{key}")
+    valid = {f for f in OptimConfig.__dataclass_fields__ if f != "groups"}
+    for gname, over in cfg.optim.groups.items():
+        if not isinstance(over, Mapping):
+            raise ConfigError(f"optim.groups.{gname}: expected a mapping")
+        from_dict(OptimConfig, {k: v for k, v in over.items()}, path=f"optim.groups.{gname}")
+        bad = set(over) - valid
+        if bad:
+            raise ConfigError(f"optim.groups.{gname}: cannot override {sorted(bad)}")
+    return cfg
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read a YAML config file and resolve it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return resolve_config(raw, overrides)

@@ -1,0 +1,378 @@
+"""The one training loop, used by every method.
+
+A run directory holds:
+
+- ``config.yaml``: the resolved configuration (every default filled in);
+- ``metrics.jsonl``: training records every ``log_every`` steps and evaluation records;
+- ``checkpoints/last.pt``: model, optimizers, schedules, samplers, RNG state and step;
+- ``summary.json`` and ``report.md``: final figures, written when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor
+
+from ..data.registry import create_task
+from ..data.root import resolve_data_root
+from ..data.sampler import DomainSampler
+from ..data.task import DATask
+from ..errors import CheckpointError, DivergenceError
+from ..methods.base import Batch, Method, create_method
+from ..models.base import create_model
+from ..schedules import Schedule, create_schedule
+from ..io import atomic_write_text
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import OptimConfig, RunConfig
+from .distributed import DistInfo, init_distributed, wrap_ddp
+from .logger import MetricsLog
+from .seed import rng_state, seed_everything, set_rng_state
+
+__all__ = ["Trainer", "StepInfo", "build_task", "build_method"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepInfo:
+    """What callbacks see after each optimisation step (1-based ``step`` of ``total``)."""
+
+    step: int
+    total: int
+    trainer: Trainer
+    eval_metrics: dict[str, float] | None = None
+
+
+@dataclass
+class _Window:
+    """Detached per-step losses and metrics since the last log point (no host sync per step)."""
+
+    losses: list[Tensor] = field(default_factory=list)
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, loss: Tensor, values: dict[str, Tensor]) -> None:
+        self.losses.append(loss.detach())
+        for k, v in values.items():
+            v = v.detach().float()
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.steps += 1
+
+
+def build_task(cfg: RunConfig, data_root: str | None = None) -> DATask:
+    """The task named by ``cfg.data``; the data root comes from ``data_root``, ``data.root``,
+    the environment or the default, and is resolved only when the dataset needs files."""
+    params = dict(cfg.data)
+    name = params.pop("name")
+    root_opt = params.pop("root", None) or data_root
+    root = _LazyRoot(root_opt)
+    return create_task(name, root=root, **params)
+
+
+class _LazyRoot:
+    """Resolves the data root on first use, so embedded datasets need none."""
+
+    def __init__(self, explicit: str | None):
+        self.explicit = explicit
+        self._path: Path | None = None
+
+    def __fspath__(self) -> str:
+        if self._path is None:
+            self._path = resolve_data_root(self.explicit)
+        return str(self._path)
+
+    def __truediv__(self, other: str) -> Path:
+        return Path(self.__fspath__()) / other
+
+
+def build_method(cfg: RunConfig, task: DATask) -> Method:
+    """Model and method for ``task`` as ``cfg`` describes (seed the RNG first for a fixed init)."""
+    mparams = dict(cfg.model)
+    model = create_model(mparams.pop("name"), task.in_shape, task.num_classes, **mparams)
+    params = dict(cfg.method)
+    return create_method(params.pop("name"), model, **params)
+
+
+def _make_optimizer(groups: list[dict], o: OptimConfig) -> torch.optim.Optimizer:
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+    return cls(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+class Trainer:
+    """Trains a method on a task as a :class:`RunConfig` describes.
+
+    Args:
+        cfg: the resolved run configuration.
+        run_dir: the run directory (default ``<out_dir>/<run name>``).
+        task: a prebuilt task (default: built from ``cfg.data``).
+        data_root: data root for datasets that read files.
+        callbacks: called with a :class:`StepInfo` after every step.
+
+    Everything that can fail on bad input (data, model, method, optimizer) is built here,
+    before the run directory is created, so bad input leaves no files behind.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None, task: DATask | None = None,
+                 data_root: str | None = None, callbacks: Sequence[Callable[[StepInfo], None]] = ()):
+        self.cfg = cfg
+        t = cfg.train
+        self.dist: DistInfo = init_distributed(t.device)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        seed_everything(t.seed, t.deterministic)
+        self.task = task if task is not None else build_task(cfg, data_root)
+        self.device = torch.device(t.device)
+        self.method = build_method(cfg, self.task).to(self.device)
+        self.callbacks = list(callbacks)
+        self.run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / cfg.run_name
+
+        # Batch composition: half source / half target when the method uses the target.
+        if self.method.uses_target:
+            self.n_s = t.batch_size // 2
+            self.n_t = t.batch_size - self.n_s
+        else:
+            self.n_s, self.n_t = t.batch_size, 0
+        w = self.dist.world_size
+        self.src_sampler = DomainSampler(len(self.task.source), self.n_s, t.seed, self.dist.rank, w)
+        self.tgt_sampler = (
+            DomainSampler(len(self.task.target), self.n_t, t.seed + 7919, self.dist.rank, w)
+            if self.n_t else None
+        )
+        steps_per_epoch = math.ceil(len(self.task.source) / self.n_s)
+        self.total_steps = int(t.steps) if t.steps else max(1, round(t.epochs * steps_per_epoch))
+
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.lr_schedules: dict[str, Schedule] = {}
+        self._clip: dict[str, float | None] = {}
+        for name, groups in self.method.param_groups().items():
+            o = OptimConfig(**{**vars(cfg.optim), **cfg.optim.groups.get(name, {})})
+            opt = _make_optimizer(groups, o)
+            for g in opt.param_groups:
+                g["base_lr"] = g["lr"]
+            self.optimizers[name] = opt
+            self.lr_schedules[name] = create_schedule(o.lr_schedule)
+            self._clip[name] = o.grad_clip
+        self.schedules: dict[str, Schedule] = {
+            **{f"lr/{k}": v for k, v in self.lr_schedules.items()}, **self.method.schedules()
+        }
+        self.net = wrap_ddp(self.method, t.device) if self.dist.enabled else self.method
+        self.step = 0
+        self.main = self.dist.rank == 0
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.main)
+        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+        self._x_s = self.task.source.x
+        self._y_s = self.task.source.y
+        self._x_t = self.task.target.x
+        self.last_eval: dict[str, float] = {}
+        self.wall_time = 0.0
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimizers, schedules, samplers,
+        RNG and step."""
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "method": self.method.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedules": {k: s.state_dict() for k, s in self.schedules.items()},
+            "samplers": {
+                "source": self.src_sampler.state_dict(),
+                **({"target": self.tgt_sampler.state_dict()} if self.tgt_sampler else {}),
+            },
+            "rng": rng_state(),
+            "last_eval": dict(self.last_eval),
+            "wall_time": self.wall_time,
+            "config": json.dumps(self.cfg.to_dict()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.method.load_state_dict(state["method"])
+            for k, o in self.optimizers.items():
+                o.load_state_dict(state["optimizers"][k])
+            for k, s in self.schedules.items():
+                s.load_state_dict(state["schedules"][k])
+            self.src_sampler.load_state_dict(state["samplers"]["source"])
+            if self.tgt_sampler:
+                self.tgt_sampler.load_state_dict(state["samplers"]["target"])
+            set_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint does not match this run's configuration: {e}") from None
+        self.step = int(state["step"])
+        self.last_eval = dict(state.get("last_eval", {}))
+        self.wall_time = float(state.get("wall_time", 0.0))
+
+    def save(self) -> Path | None:
+        """Write the checkpoint atomically (rank 0 only). Refuses non-finite weights."""
+        if not self.main:
+            return None
+        for name, p in self.method.state_dict().items():
+            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+                raise DivergenceError(self.step, {f"non-finite {name}": float("nan")},
+                                      str(self.ckpt_path) if self.ckpt_path.exists() else None)
+        return save_checkpoint(self.ckpt_path, self.state_dict())
+
+    # ----------------------------------------------------------------- loop
+    def _progress(self) -> float:
+        return self.step / self.total_steps
+
+    def _set_progress(self, p: float) -> None:
+        for s in self.schedules.values():
+            s.step(p)
+        for name, opt in self.optimizers.items():
+            factor = self.lr_schedules[name].value
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * factor
+
+    def _next_batch(self) -> Batch:
+        i = self.src_sampler.next()
+        x_s = self._x_s[i].to(self.device, non_blocking=True)
+        y_s = self._y_s[i].to(self.device, non_blocking=True)
+        x_t = None
+        if self.tgt_sampler is not None:
+            x_t = self._x_t[self.tgt_sampler.next()].to(self.device, non_blocking=True)
+        return Batch(x_s, y_s, x_t)
+
+    def train_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """One optimisation step; returns the detached loss and the step's parts and metrics."""
+        self.net.train()
+        out = self.net(batch)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        for name, opt in self.optimizers.items():
+            if self._clip[name]:
+                params = [p for g in opt.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self._clip[name])
+            opt.step()
+        return out.loss.detach(), {**out.parts, **out.metrics}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate on the task's labelled splits (eval mode; no schedule moves)."""
+        was = self.method.training
+        self.method.eval()
+        try:
+            return self.method.evaluate(self.task.eval, self.cfg.train.eval_batch_size)
+        finally:
+            self.method.train(was)
+
+    def _flush(self, window: _Window, bar) -> None:
+        losses = torch.stack(window.losses)
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad = self.step - window.steps + int((~finite).nonzero()[0, 0]) + 1
+            parts = {k: float(v / window.steps) for k, v in window.sums.items() if k.endswith("loss")}
+            kept = str(self.ckpt_path) if self.ckpt_path.exists() else None
+            self.log.write({"kind": "diverged", "step": bad})
+            raise DivergenceError(bad, parts, kept)
+        record = {"kind": "train", "step": self.step, "p": round(self._progress(), 6),
+                  "loss": float(losses.mean())}
+        record.update({k: float(v / window.steps) for k, v in window.sums.items()})
+        record.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
+        self.log.write(record)
+        if bar is not None:
+            post = {"loss": f"{record['loss']:.3f}"}
+            for k in ("src_acc", "domain_acc"):
+                if k in record:
+                    post[k] = f"{record[k]:.3f}"
+            if "target_test_acc" in self.last_eval:
+                post["tgt_acc"] = f"{self.last_eval['target_test_acc']:.3f}"
+            bar.set_postfix(post, refresh=False)
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train to ``total_steps`` (continuing from the last checkpoint when ``resume``).
+
+        Returns the summary dict (also written to ``summary.json``).
+
+        Raises:
+            DivergenceError: on a non-finite loss, naming the step; the last good checkpoint
+                is kept.
+        """
+        t = self.cfg.train
+        if resume:
+            if not self.ckpt_path.exists():
+                raise CheckpointError(f"nothing to resume: {str(self.ckpt_path)!r} does not exist")
+            state = load_checkpoint(self.ckpt_path, map_location=self.device)
+            self.load_state_dict(state)
+            self.log.truncate_after(self.step)
+            log.info("resumed %s at step %d", self.run_dir, self.step)
+        elif self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in ("metrics.jsonl", "summary.json", "report.md"):
+                (self.run_dir / stale).unlink(missing_ok=True)
+            if self.ckpt_path.exists():
+                self.ckpt_path.unlink()
+        if self.main:
+            atomic_write_text(self.run_dir / "config.yaml",
+                              yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+
+        bar = None
+        if self.main and t.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, desc=self.cfg.run_name,
+                       dynamic_ncols=True, mininterval=0.5, leave=False)
+        ckpt_every = t.checkpoint_every or t.eval_every
+        window = _Window()
+        start = time.perf_counter()
+        wall0 = self.wall_time
+        try:
+            while self.step < self.total_steps:
+                self._set_progress(self._progress())
+                loss, values = self.train_step(self._next_batch())
+                self.step += 1
+                window.add(loss, values)
+                last = self.step == self.total_steps
+                do_eval = last or (t.eval_every and self.step % t.eval_every == 0)
+                do_ckpt = last or (ckpt_every and self.step % ckpt_every == 0)
+                if last or do_eval or do_ckpt or self.step % t.log_every == 0:
+                    self._flush(window, bar)
+                    window = _Window()
+                eval_metrics = None
+                if do_eval and self.main:
+                    eval_metrics = self.evaluate()
+                    self.last_eval = eval_metrics
+                    self.log.write({"kind": "eval", "step": self.step, **eval_metrics})
+                self.wall_time = wall0 + time.perf_counter() - start
+                if do_ckpt:
+                    self.save()
+                if bar is not None:
+                    bar.update(1)
+                for cb in self.callbacks:
+                    cb(StepInfo(self.step, self.total_steps, self, eval_metrics))
+        finally:
+            if bar is not None:
+                bar.close()
+        summary = self.summary()
+        if self.main:
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            from ..report.markdown import write_run_report
+
+            write_run_report(self.run_dir, self.method, self.task)
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run": self.cfg.run_name,
+            "method": self.cfg.method["name"],
+            "data": self.cfg.data["name"],
+            "seed": self.cfg.train.seed,
+            "steps": self.step,
+            "wall_time_s": round(self.wall_time, 3),
+            "world_size": self.dist.world_size,
+            "final": dict(self.last_eval),
+        }

@@ -1,0 +1,44 @@
+"""Exceptions raised by gradversary.
+
+Every error a user can cause derives from :class:`GradversaryError`, so a caller (or the CLI)
+can catch them all and print a one-line message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GradversaryError(Exception):
+    """Base class of the library's user-facing errors."""
+
+
+class ConfigError(GradversaryError, ValueError):
+    """A configuration is invalid: an unknown key, a wrong type, a bad value."""
+
+
+class DataError(GradversaryError, ValueError):
+    """Input data is unusable: wrong shapes, labels out of range, an empty domain, a bad file."""
+
+
+class CheckpointError(GradversaryError, RuntimeError):
+    """A checkpoint is missing, corrupt or does not match the run."""
+
+
+class DivergenceError(GradversaryError, FloatingPointError):
+    """Training produced a non-finite loss.
+
+    Args:
+        step: the (1-based) optimisation step whose loss was not finite.
+        parts: the named loss parts at that step, to show which one diverged.
+    """
+
+    def __init__(self, step: int, parts: dict[str, float] | None = None, checkpoint: str | None = None):
+        self.step = step
+        self.parts = dict(parts or {})
+        self.checkpoint = checkpoint
+        detail = ", ".join(f"{k}={v:.4g}" for k, v in self.parts.items())
+        msg = f"loss is not finite at step {step}" + (f" ({detail})" if detail else "")
+        msg += (
+            f"; the last good checkpoint is kept at {checkpoint}" if checkpoint
+            else "; no checkpoint had been written yet"
+        )
+        super().__init__(msg)

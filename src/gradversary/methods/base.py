@@ -1,0 +1,120 @@
+"""The method contract: a batch in, a total loss with named parts and metrics out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..data.task import DomainData
+from ..models.base import FeatureClassifier
+from ..registry import Registry
+from ..schedules import Schedule
+
+__all__ = ["METHODS", "Batch", "MethodOutput", "Method", "create_method", "batched"]
+
+METHODS = Registry("method")
+
+
+@dataclass
+class Batch:
+    """One training batch.
+
+    Shape:
+        x_s: (N_s, *) source inputs; y_s: (N_s,) source labels;
+        x_t: (N_t, *) unlabelled target inputs, or ``None`` for methods that use no target.
+    """
+
+    x_s: Tensor
+    y_s: Tensor
+    x_t: Tensor | None = None
+
+
+@dataclass
+class MethodOutput:
+    """What a training step returns.
+
+    Args:
+        loss: the scalar to backpropagate.
+        parts: named loss terms, e.g. ``task_loss``, ``domain_loss`` (scalars).
+        metrics: named training metrics, e.g. ``src_acc``, ``domain_acc`` (scalars).
+    """
+
+    loss: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class of training methods.
+
+    A method owns the model and any auxiliary modules (discriminators...). ``forward`` runs one
+    training step's computation and returns a :class:`MethodOutput`; it never steps optimizers
+    and never moves schedules. The engine reads three declarations:
+
+    - ``uses_target``: whether batches must carry unlabelled target inputs;
+    - :meth:`param_groups`: one entry per optimizer the method wants (default: one, "main");
+    - :meth:`schedules`: named schedules that the engine steps with training progress.
+    """
+
+    uses_target: bool = False
+
+    def __init__(self, model: FeatureClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> MethodOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def param_groups(self) -> dict[str, list[dict]]:
+        """Optimizer name -> torch param groups. The default: everything in one optimizer."""
+        return {"main": [{"params": [p for p in self.parameters() if p.requires_grad]}]}
+
+    def schedules(self) -> dict[str, Schedule]:
+        """Schedules the engine steps with progress p, by name."""
+        return {}
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the method's parameters."""
+        return next(self.parameters()).device
+
+    def predict_logits(self, x: Tensor) -> Tensor:
+        """Class logits (N, K) for inputs (N, *): the deployed model."""
+        return self.model(x)
+
+    @torch.no_grad()
+    def evaluate(self, splits: Mapping[str, DomainData], batch_size: int = 1024) -> dict[str, float]:
+        """Accuracy (and cross-entropy) on every labelled split, as ``<split>_acc``/``_loss``.
+
+        The caller puts the method in eval mode; nothing here moves a schedule.
+        """
+        out: dict[str, float] = {}
+        for name, d in splits.items():
+            if d.y is None:
+                continue
+            logits = batched(self.predict_logits, d.x, batch_size, self.device)
+            y = d.y.to(logits.device)
+            out[f"{name}_acc"] = float((logits.argmax(-1) == y).float().mean())
+            out[f"{name}_loss"] = float(nn.functional.cross_entropy(logits, y))
+        return out
+
+
+def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int,
+            device: torch.device | str | None = None) -> Tensor:
+    """``fn`` applied to ``x`` in chunks of ``batch_size`` (moved to ``device``), concatenated."""
+    return torch.cat([
+        fn(x[i:i + batch_size].to(device) if device is not None else x[i:i + batch_size])
+        for i in range(0, x.shape[0], batch_size)
+    ])
+
+
+def create_method(name: str, model: FeatureClassifier, **params) -> Method:
+    """Build registered method ``name`` around ``model``, validating ``params``."""
+    from ..config import from_dict
+
+    entry = METHODS.get(name)
+    cfg = from_dict(entry.config, params, path=f"method {name}") if entry.config else None
+    return entry.factory(model, cfg) if cfg is not None else entry.factory(model)

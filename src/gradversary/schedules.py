@@ -1,0 +1,178 @@
+"""Schedules: values driven by training progress p in [0, 1].
+
+The engine calls :meth:`Schedule.step` with p = step / total_steps before every optimisation
+step; nothing else moves a schedule (a forward pass or an evaluation never does). A schedule's
+state is just p, so it survives ``state_dict`` round trips and resumes exactly.
+
+Registered schedules (``gradversary list``) can be named in configs:
+
+    lr_schedule: {name: inverse_decay, alpha: 10, beta: 0.75}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .registry import Registry
+
+__all__ = [
+    "Schedule", "Constant", "DANNLambda", "InverseDecay", "Poly", "PolyRamp",
+    "SCHEDULES", "create_schedule",
+]
+
+SCHEDULES = Registry("schedule")
+
+
+class Schedule:
+    """Base class: a function of progress p in [0, 1], with the last p as state."""
+
+    def __init__(self) -> None:
+        self.p = 0.0
+
+    def value_at(self, p: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def value(self) -> float:
+        """The value at the last progress given to :meth:`step`."""
+        return self.value_at(self.p)
+
+    def step(self, p: float) -> float:
+        """Move to progress ``p`` (clamped to [0, 1]) and return the new value."""
+        self.p = min(max(float(p), 0.0), 1.0)
+        return self.value
+
+    def state_dict(self) -> dict[str, float]:
+        return {"p": self.p}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.p = float(state["p"])
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "p")
+        return f"{type(self).__name__}({args})"
+
+
+@dataclass
+class ConstantConfig:
+    value: float = 1.0
+
+
+@SCHEDULES.register("constant", ConstantConfig)
+class Constant(Schedule):
+    """A constant value."""
+
+    def __init__(self, value: float = 1.0):
+        super().__init__()
+        self.const = float(value)
+
+    def value_at(self, p: float) -> float:
+        return self.const
+
+
+@dataclass
+class DANNLambdaConfig:
+    gamma: float = 10.0
+    max: float = 1.0
+
+
+@SCHEDULES.register("dann_lambda", DANNLambdaConfig)
+class DANNLambda(Schedule):
+    """The DANN ramp lambda_p = max * (2 / (1 + exp(-gamma p)) - 1).
+
+    Ganin et al., JMLR 2016, section 5.2.2: gamma = 10. It starts at 0 so that the domain
+    classifier's noisy early signal does not disturb the features, and reaches ~max at p = 1.
+
+    Example:
+        >>> s = DANNLambda(gamma=10)
+        >>> s.step(0.0), round(s.step(1.0), 6)
+        (0.0, 0.999909)
+    """
+
+    def __init__(self, gamma: float = 10.0, max: float = 1.0):
+        super().__init__()
+        self.gamma = float(gamma)
+        self.max = float(max)
+
+    def value_at(self, p: float) -> float:
+        return self.max * (2.0 / (1.0 + math.exp(-self.gamma * p)) - 1.0)
+
+
+@dataclass
+class InverseDecayConfig:
+    alpha: float = 10.0
+    beta: float = 0.75
+    scale: float = 1.0
+
+
+@SCHEDULES.register("inverse_decay", InverseDecayConfig)
+class InverseDecay(Schedule):
+    """The DANN learning-rate annealing mu_p = scale / (1 + alpha p)^beta.
+
+    Ganin et al., JMLR 2016, section 5.2.2: mu_0 = 0.01, alpha = 10, beta = 0.75. Used as an
+    LR schedule the engine multiplies the optimizer's base rate (mu_0) by this value, so keep
+    ``scale = 1`` there; ``scale = mu_0`` gives mu_p itself.
+
+    Example:
+        >>> round(InverseDecay(scale=0.01).step(1.0), 8)
+        0.00165601
+    """
+
+    def __init__(self, alpha: float = 10.0, beta: float = 0.75, scale: float = 1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.scale = float(scale)
+
+    def value_at(self, p: float) -> float:
+        return self.scale / (1.0 + self.alpha * p) ** self.beta
+
+
+@dataclass
+class PolyConfig:
+    power: float = 0.9
+    scale: float = 1.0
+
+
+@SCHEDULES.register("poly", PolyConfig)
+class Poly(Schedule):
+    """Polynomial decay scale * (1 - p)^power (GREAT's learning-rate multiplier, power 0.9)."""
+
+    def __init__(self, power: float = 0.9, scale: float = 1.0):
+        super().__init__()
+        self.power = float(power)
+        self.scale = float(scale)
+
+    def value_at(self, p: float) -> float:
+        return self.scale * (1.0 - p) ** self.power
+
+
+@dataclass
+class PolyRampConfig:
+    power: float = 0.9
+    max: float = 1.0
+
+
+@SCHEDULES.register("poly_ramp", PolyRampConfig)
+class PolyRamp(Schedule):
+    """max * (1 - (1 - p)^power): GREAT's alpha/beta ramp, the mirror of its LR decay."""
+
+    def __init__(self, power: float = 0.9, max: float = 1.0):
+        super().__init__()
+        self.power = float(power)
+        self.max = float(max)
+
+    def value_at(self, p: float) -> float:
+        return self.max * (1.0 - (1.0 - p) ** self.power)
+
+
+def create_schedule(spec: dict | None, default: str = "constant") -> Schedule:
+    """Build a schedule from ``{"name": ..., **params}``, validating the params."""
+    from .config import from_dict
+
+    spec = dict(spec or {})
+    name = spec.pop("name", default)
+    entry = SCHEDULES.get(name)
+    cfg = from_dict(entry.config, spec, path=f"schedule {name}") if entry.config else None
+    return entry.factory(**(vars(cfg) if cfg else {}))

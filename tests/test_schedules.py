@@ -1,0 +1,67 @@
+import math
+
+import pytest
+import torch
+
+from gradversary.engine import Trainer, resolve_config
+from gradversary.schedules import SCHEDULES, DANNLambda, InverseDecay, Poly, PolyRamp, create_schedule
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_dann_lambda_formula(p):
+    expected = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+    assert DANNLambda(gamma=10).step(p) == pytest.approx(expected, rel=1e-12)
+    # hand values: 0, 0.98661429815, 0.99990920426
+    assert DANNLambda().step(p) == pytest.approx({0.0: 0.0, 0.5: 0.9866142981514305,
+                                                  1.0: 0.9999092042625951}[p])
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_inverse_decay_formula(p):
+    mu0, alpha, beta = 0.01, 10.0, 0.75
+    assert InverseDecay(alpha, beta, scale=mu0).step(p) == pytest.approx(mu0 / (1 + alpha * p) ** beta)
+    assert InverseDecay().step(p) == pytest.approx({0.0: 1.0, 0.5: 6 ** -0.75, 1.0: 11 ** -0.75}[p])
+
+
+def test_poly_and_ramp_mirror_each_other():
+    for p in (0.0, 0.3, 1.0):
+        assert Poly(0.9).step(p) + PolyRamp(0.9).step(p) == pytest.approx(1.0)
+
+
+def test_schedule_state_round_trip_and_clamp():
+    s = DANNLambda()
+    s.step(1.7)
+    assert s.p == 1.0
+    s.step(0.42)
+    t = DANNLambda()
+    t.load_state_dict(s.state_dict())
+    assert t.value == s.value
+
+
+def test_every_registered_schedule_builds_and_is_finite():
+    for name in SCHEDULES.names():
+        s = create_schedule({"name": name})
+        assert all(math.isfinite(s.step(p)) for p in (0.0, 0.5, 1.0))
+
+
+def test_engine_sets_lr_and_lambda_from_progress_and_eval_does_not_move_them(tmp_path):
+    cfg = resolve_config({"method": {"name": "dann"}, "optim": {"lr": 0.01},
+                          "train": {"steps": 10, "eval_every": 0, "progress": False}})
+    seen = []
+
+    def record(info):
+        tr = info.trainer
+        seen.append((tr.optimizers["main"].param_groups[0]["lr"], float(tr.method.grl.coeff)))
+
+    trainer = Trainer(cfg, run_dir=tmp_path, callbacks=[record])
+    trainer.fit()
+    assert len(seen) == 10
+    for k, (lr, lam) in enumerate(seen):
+        p = k / 10  # step k+1 runs at progress k / total
+        assert lr == pytest.approx(0.01 / (1 + 10 * p) ** 0.75)
+        assert lam == pytest.approx(2 / (1 + math.exp(-10 * p)) - 1)
+    before = (trainer.lr_schedules["main"].p, trainer.method.lambda_schedule.p)
+    trainer.evaluate()
+    trainer.method.eval()
+    trainer.method.predict_logits(torch.zeros(3, 2))
+    assert (trainer.lr_schedules["main"].p, trainer.method.lambda_schedule.p) == before
