@@ -1,0 +1,43 @@
+"""Two gloo ranks must reproduce one process on the global batch, double backprop included."""
+
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import _ddp_helpers as H
+from gradversary.engine.distributed import wrap_ddp
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_ranks(reduction, tmp_path):
+    mp.spawn(H.rank_main, args=(2, _free_port(), reduction, str(tmp_path)), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def _gap(a, b):
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_two_gloo_ranks_match_single_process_only_with_sum_reduced_input_gradient(tmp_path, reduction):
+    _, single = H.final_params(reduction, str(tmp_path / "single"))
+    r0, r1 = _two_ranks(reduction, tmp_path)
+    assert _gap(r0, r1) == 0.0  # the ranks stay in sync
+    gap = _gap(single, r0)
+    if reduction == "sum":
+        assert gap <= 1e-6, f"DDP differs from one process by {gap:.2e}"
+    else:
+        # the trap: the mean-reduced input gradient scales with the local batch size
+        assert gap > 1e-4, "mean-reduced input gradient unexpectedly matched"
+
+
+def test_static_graph_is_refused():
+    with pytest.raises(ValueError, match="static_graph"):
+        wrap_ddp(torch.nn.Linear(2, 2), static_graph=True)
