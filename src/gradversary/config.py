@@ -128,7 +128,7 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, path: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
-            raise ConfigError(suggest(str(key), fields) + _where(path))
+            raise ConfigError((f"{path}: " if path else "") + suggest(str(key), fields))
         sub = f"{path}.{key}" if path else key
         kwargs[key] = _convert(value, hints[key], sub)
     missing = [

@@ -44,7 +44,8 @@ def moons_dann() -> Recipe:
         configs={
             "source-only": {**base, "method": {"name": "erm"}},
             "DANN": {**base, "method": {"name": "dann", "disc_hidden": [100],
-                                        "lambda_schedule": {"name": "dann_lambda", "gamma": 10.0}}},
+                                        "lambda_schedule": {"name": "dann_lambda", "gamma": 10.0,
+                                                            "max": 2.0}}},
         },
         metrics=["source_test_acc", "target_test_acc", "domain_acc"],
         notes=[
@@ -52,10 +53,12 @@ def moons_dann() -> Recipe:
             "300 unlabelled target points drawn from the same moons rotated by 35 degrees about "
             "their centre; accuracies are on fresh test samples of 1,000 points a domain.",
             "Recipe: MLP with two hidden layers of 15 ReLU units, domain head of 100 units, SGD "
-            "(momentum 0.9) at mu_p = 0.05 / (1 + 10 p)^0.75, GRL lambda_p = 2 / (1 + exp(-10 p)) - 1, "
-            "3,000 steps of 64 source + 64 target points. The paper's one-layer network of 15 "
-            "units trained less reliably here. The recipe was chosen on training seeds 100-105 "
-            "with a different data draw (data seed 1), not on the seeds reported below.",
+            "(momentum 0.9) at mu_p = 0.05 / (1 + 10 p)^0.75, GRL lambda_p = 2 (2 / (1 + exp(-10 p)) - 1), "
+            "3,000 steps of 64 source + 64 target points. The paper used one hidden layer of 15 "
+            "units and lambda = 6; here that reached a mean target accuracy of 0.874 over six "
+            "tuning seeds (one run at 0.618), against 0.974 (all six >= 0.968) for this recipe. "
+            "The recipe was chosen on training seeds 100-105 with another data draw (data seed 1), "
+            "not on the seeds and data reported below.",
             "domain_acc is the domain classifier's balanced accuracy on source vs target test "
             "points (0.5: indistinguishable). Source-only has no domain classifier.",
             "The final model is reported (no checkpoint selection, so no target labels are used).",

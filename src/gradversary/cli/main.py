@@ -135,7 +135,14 @@ COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _c
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also come after options ("run dann --seeds 2 train.steps=9")
+    bad = [e for e in extra if e.startswith("-") or "=" not in e]
+    if bad or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

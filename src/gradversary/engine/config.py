@@ -114,9 +114,9 @@ class RunConfig:
         out_dir: where run directories are made.
     """
 
-    method: dict = field(default_factory=lambda: {"name": "dann"})
-    model: dict = field(default_factory=lambda: {"name": "mlp"})
-    data: dict = field(default_factory=lambda: {"name": "moons"})
+    method: dict = field(default_factory=lambda: dict(_COMPONENT_DEFAULTS["method"]))
+    model: dict = field(default_factory=lambda: dict(_COMPONENT_DEFAULTS["model"]))
+    data: dict = field(default_factory=lambda: dict(_COMPONENT_DEFAULTS["data"]))
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str | None = None
@@ -128,6 +128,9 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
+
+
+_COMPONENT_DEFAULTS = {"method": {"name": "dann"}, "model": {"name": "mlp"}, "data": {"name": "moons"}}
 
 
 def _component(section: str, spec: Any, registry: Registry, extra: Iterable[str] = ()) -> dict:
@@ -161,7 +164,10 @@ def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ())
     Every section is checked; components are filled with their defaults, so the result is the
     complete, resolved configuration that is saved with the run.
     """
-    data = apply_overrides(dict(raw or {}), overrides)
+    data = dict(raw or {})
+    for section, default in _COMPONENT_DEFAULTS.items():  # so `data.seed=1` works with no data:
+        data.setdefault(section, dict(default))
+    data = apply_overrides(data, overrides)
     cfg = from_dict(RunConfig, data)
     cfg.method = _component("method", cfg.method, METHODS)
     cfg.model = _component("model", cfg.model, MODELS)

@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from gradversary.cli.main import main
+
+
+def _write_cfg(tmp_path, **train):
+    cfg = {"method": {"name": "dann"}, "model": {"name": "mlp", "hidden": [8]},
+           "train": {"steps": 6, "eval_every": 3, "batch_size": 16, **train},
+           "out_dir": str(tmp_path / "runs")}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_train_eval_and_resume_from_yaml(tmp_path, capsys):
+    cfg = _write_cfg(tmp_path)
+    assert main(["train", str(cfg), "train.seed=2", "--no-progress"]) == 0
+    run = tmp_path / "runs" / "dann-moons-s2"
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "report.md", "checkpoints/last.pt"):
+        assert (run / name).exists(), name
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["seed"] == 2 and saved["method"]["bn_policy"] == "joint"
+    final = json.loads((run / "summary.json").read_text())["final"]
+    assert {"source_test_acc", "target_test_acc", "domain_acc"} <= set(final)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["step"] == 6
+    assert out["target_test_acc"] == pytest.approx(final["target_test_acc"])
+    # resuming a finished run is a no-op that keeps the results
+    assert main(["train", str(cfg), "train.seed=2", "--resume", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["final"] == final
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    cfg = _write_cfg(tmp_path)
+    assert main(["train", str(cfg), "train.stps=3"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'steps'" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["eval", str(tmp_path)]) == 2
+    assert main(["train", str(cfg), "data.n_target=0"]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_list_shows_every_registry(capsys):
+    from gradversary.data import DATASETS
+    from gradversary.methods import METHODS
+    from gradversary.models import MODELS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for reg in (METHODS, MODELS, DATASETS):
+        for name in reg.names():
+            assert name in out
+
+
+def test_cli_run_recipe_prints_side_by_side_and_writes_results(tmp_path, capsys):
+    res = tmp_path / "moons.md"
+    rc = main(["run", "dann", "--seeds", "2", "--out-dir", str(tmp_path / "runs"), "--no-progress",
+               "--results", str(res), "train.steps=30", "train.eval_every=15"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "source-only" in out and "DANN" in out and "±" in out
+    text = res.read_text()
+    assert "command: `gradversary" in text and "commit:" in text and "seeds: 0, 1" in text
+    assert (tmp_path / "runs" / "compare-source-only-DANN" / "report.md").exists()
+
+
+def test_console_script_module_entry(tmp_path, env_src):
+    proc = subprocess.run([sys.executable, "-m", "gradversary.cli.main", "list"], env=env_src,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "dann" in proc.stdout
