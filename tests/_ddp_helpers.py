@@ -1,54 +1,40 @@
-"""A method with a double-backprop term, and the per-rank entry point of the DDP test."""
+"""The per-rank entry point of the DDP test, and the mean-reduction trap as a method."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
-from gradversary.functional import input_gradient
-from gradversary.methods.base import METHODS, Batch, Method, MethodOutput
+from gradversary.methods.base import METHODS
+from gradversary.methods.double_backprop import DoubleBackprop
 
 
 @dataclass
-class GradPenaltyConfig:
-    weight: float = 0.5
-    reduction: Literal["sum", "mean"] = "sum"
+class MeanReducedConfig:
+    weight: float = 500.0  # the mean-reduced penalty is ~N^-2 smaller: weigh it up to show
 
 
-class GradPenalty(Method):
-    """CE plus weight * mean_i ||d CE_i / d x_i||^2 (a double-backprop term)."""
+class MeanReducedDoubleBackprop(DoubleBackprop):
+    """The trap: the input gradient of a mean-reduced loss scales with 1 / N_local."""
 
-    def __init__(self, model, cfg=None):
-        super().__init__(model)
-        self.cfg = cfg or GradPenaltyConfig()
-
-    def forward(self, batch: Batch) -> MethodOutput:
-        x = batch.x_s.clone().requires_grad_()
-        ce = F.cross_entropy(self.model(x), batch.y_s, reduction="none")
-        # The trap under test: a mean-reduced loss scales the input gradient by 1 / N_local.
-        reduced = ce.sum() if self.cfg.reduction == "sum" else ce.mean()
-        g = input_gradient(reduced, x, create_graph=True)
-        penalty = g.flatten(1).square().sum(1).mean()
-        loss = ce.mean() + self.cfg.weight * penalty
-        return MethodOutput(loss, {"task_loss": ce.mean(), "penalty": penalty})
+    def per_example_input_gradient(self, ce):
+        return ce.mean()
 
 
-if "grad_penalty_test" not in METHODS:
-    METHODS.register("grad_penalty_test", GradPenaltyConfig)(GradPenalty)
+if "double_backprop_mean_test" not in METHODS:
+    METHODS.register("double_backprop_mean_test", MeanReducedConfig)(MeanReducedDoubleBackprop)
+
+METHOD = {"sum": {"name": "double_backprop", "weight": 0.5},
+          "mean": {"name": "double_backprop_mean_test"}}
 
 
 def config(reduction: str, seed: int = 0):
     from gradversary.engine import resolve_config
 
     return resolve_config({
-        # with a mean-reduced gradient the penalty is ~N^-2 smaller: weigh it up so the
-        # trap shows clearly
-        "method": {"name": "grad_penalty_test", "reduction": reduction,
-                   "weight": 0.5 if reduction == "sum" else 500.0},
+        "method": METHOD[reduction],
         "model": {"name": "mlp", "hidden": [16], "activation": "tanh"},
         "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
         "train": {"steps": 6, "batch_size": 64, "eval_every": 3, "progress": False, "seed": seed},

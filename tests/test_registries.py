@@ -12,11 +12,12 @@ from gradversary.models import MODELS, create_model
 @pytest.mark.parametrize("method_name", [n for n in METHODS.names() if not n.endswith("_test")])
 def test_method_model_smoke(method_name, model_name):
     torch.manual_seed(0)
-    model = create_model(model_name, (2,), 3)
+    shape = MODELS.get(model_name).factory.example_in_shape
+    model = create_model(model_name, shape, 3)
     method = create_method(method_name, model)
     for s in method.schedules().values():
         s.step(0.5)
-    batch = Batch(torch.randn(6, 2), torch.randint(0, 3, (6,)), torch.randn(6, 2))
+    batch = Batch(torch.rand(6, *shape), torch.randint(0, 3, (6,)), torch.rand(6, *shape))
     out = method(batch)
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
     assert all(torch.isfinite(v).all() for v in {**out.parts, **out.metrics}.values())
@@ -25,7 +26,7 @@ def test_method_model_smoke(method_name, model_name):
         if p.requires_grad:
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
     method.eval()
-    assert method.predict_logits(torch.randn(4, 2)).shape == (4, 3)
+    assert method.predict_logits(torch.rand(4, *shape)).shape == (4, 3)
 
 
 def test_embedded_datasets_build():
@@ -39,3 +40,27 @@ def test_embedded_datasets_build():
 def test_duplicate_registration_raises():
     with pytest.raises(ValueError, match="already registered"):
         METHODS.register("dann")(object)
+
+
+def test_double_backprop_penalty_matches_closed_form_for_a_linear_model():
+    # f(x) = W x + b: d CE / d x = W^T (softmax(f(x)) - onehot(y))
+    from gradversary.models.base import FeatureClassifier
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 3)
+    model = FeatureClassifier(torch.nn.Identity(), lin, 4, 3)
+    method = create_method("double_backprop", model, weight=0.3)
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+    out = method(Batch(x, y))
+    p = torch.softmax(lin(x), -1) - torch.nn.functional.one_hot(y, 3)
+    g = p @ lin.weight
+    ce = torch.nn.functional.cross_entropy(lin(x), y)
+    torch.testing.assert_close(out.parts["grad_penalty"], g.square().sum(1).mean())
+    torch.testing.assert_close(out.loss, ce + 0.3 * g.square().sum(1).mean())
+
+
+def test_dann_mnist_feature_size_and_mean_subtraction():
+    model = create_model("dann_mnist", (3, 28, 28), 10, mean=[0.5, 0.5, 0.5])
+    assert model.feature_dim == 768
+    assert model.features(torch.rand(2, 3, 28, 28)).shape == (2, 768)
+    assert sum(p.numel() for p in model.head.parameters()) == 768 * 100 + 100 + 100 * 100 + 100 + 1010

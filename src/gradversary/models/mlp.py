@@ -38,3 +38,6 @@ def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (15,)
         d *= int(s)
     feats = nn.Sequential(nn.Flatten(), mlp_layers(d, hidden, activation))
     return FeatureClassifier(feats, nn.Linear(int(hidden[-1]), num_classes), int(hidden[-1]), num_classes)
+
+
+mlp.example_in_shape = (2,)  # used by the registry smoke test
