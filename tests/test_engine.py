@@ -15,11 +15,9 @@ HERE = Path(__file__).parent
 
 
 def _cfg(**train):
-    return resolve_config({
-        "method": {"name": "dann"}, "model": {"name": "mlp", "hidden": [8]},
-        "train": {"steps": 40, "eval_every": 10, "log_every": 5, "batch_size": 32,
-                  "progress": False, "seed": 11, **train},
-    })
+    from _resume_child import CFG  # the killed child trains this same config
+
+    return resolve_config({**CFG, "train": {**CFG["train"], **train}})
 
 
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, env_src):

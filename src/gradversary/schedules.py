@@ -116,7 +116,7 @@ class InverseDecay(Schedule):
 
     Example:
         >>> round(InverseDecay(scale=0.01).step(1.0), 8)
-        0.00165601
+        0.0016556
     """
 
     def __init__(self, alpha: float = 10.0, beta: float = 0.75, scale: float = 1.0):
