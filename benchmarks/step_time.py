@@ -16,9 +16,8 @@ import time
 
 import torch
 
-from gradversary.engine import Trainer, resolve_config
-from gradversary.engine.trainer import build_method
 from gradversary.data import DATask, DomainData
+from gradversary.engine import Trainer, resolve_config
 from gradversary.methods import Batch
 
 

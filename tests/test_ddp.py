@@ -2,11 +2,11 @@
 
 import socket
 
+import _ddp_helpers as H
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-import _ddp_helpers as H
 from gradversary.engine.distributed import wrap_ddp
 
 

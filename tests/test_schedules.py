@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from gradversary.engine import Trainer, resolve_config
-from gradversary.schedules import SCHEDULES, DANNLambda, InverseDecay, Poly, PolyRamp, create_schedule
+from gradversary.schedules import (
+    SCHEDULES,
+    DANNLambda,
+    InverseDecay,
+    Poly,
+    PolyRamp,
+    create_schedule,
+)
 
 
 @pytest.mark.parametrize("p", [0.0, 0.5, 1.0])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import GradversaryError
 from ..bench.recipes import RECIPES
+from ..errors import GradversaryError
 
 __all__ = ["main", "build_parser"]
 

@@ -28,10 +28,10 @@ from ..data.root import resolve_data_root
 from ..data.sampler import DomainSampler
 from ..data.task import DATask
 from ..errors import CheckpointError, DivergenceError
+from ..io import atomic_write_text
 from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
 from ..schedules import Schedule, create_schedule
-from ..io import atomic_write_text
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import OptimConfig, RunConfig
 from .distributed import DistInfo, init_distributed, wrap_ddp
