@@ -73,6 +73,7 @@ def _cmd_list(args) -> int:
 
 def _cmd_train(args) -> int:
     from ..engine import Trainer, load_config
+    from ..engine.distributed import shutdown_distributed
 
     cfg = load_config(args.config, args.overrides)
     if args.no_progress:
@@ -81,7 +82,10 @@ def _cmd_train(args) -> int:
     if args.resume and run_dir is None:
         run_dir = str(Path(cfg.out_dir) / cfg.run_name)
     trainer = Trainer(cfg, run_dir=run_dir, data_root=args.data_root)
-    summary = trainer.fit(resume=args.resume)
+    try:
+        summary = trainer.fit(resume=args.resume)
+    finally:
+        shutdown_distributed()
     if trainer.main:
         print(f"run directory: {trainer.run_dir}")
         _print_metrics(summary["final"])

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "dist_info", "init_distributed", "wrap_ddp", "is_main"]
+__all__ = ["DistInfo", "dist_info", "init_distributed", "shutdown_distributed", "wrap_ddp", "is_main"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ def init_distributed(device: str = "cpu") -> DistInfo:
         dist.init_process_group(backend=backend)
         info = dist_info()
     return info
+
+
+def shutdown_distributed() -> None:
+    """Destroy the default process group if one is initialised (end of a torchrun job)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_main() -> bool:

@@ -27,7 +27,7 @@ from ..data.registry import create_task
 from ..data.root import resolve_data_root
 from ..data.sampler import DomainSampler
 from ..data.task import DATask
-from ..errors import CheckpointError, DivergenceError
+from ..errors import CheckpointError, ConfigError, DivergenceError
 from ..io import atomic_write_text
 from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
@@ -156,7 +156,14 @@ class Trainer:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.lr_schedules: dict[str, Schedule] = {}
         self._clip: dict[str, float | None] = {}
-        for name, groups in self.method.param_groups().items():
+        declared = self.method.param_groups()
+        unknown = set(cfg.optim.groups) - set(declared)
+        if unknown:
+            raise ConfigError(
+                f"optim.groups names {sorted(unknown)}, but method {cfg.method['name']!r} "
+                f"declares the optimizers {sorted(declared)}"
+            )
+        for name, groups in declared.items():
             o = OptimConfig(**{**vars(cfg.optim), **cfg.optim.groups.get(name, {})})
             opt = _make_optimizer(groups, o)
             for g in opt.param_groups:
