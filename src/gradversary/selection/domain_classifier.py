@@ -1,0 +1,44 @@
+"""A small logistic-regression domain classifier shared by PAD, IWCV and DEV."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["fit_logistic", "standardize"]
+
+
+def standardize(*xs: Tensor) -> list[Tensor]:
+    """Z-score every tensor with the mean and std of all of them together. Shape: (N_i, F)."""
+    allx = torch.cat(xs)
+    mu, sd = allx.mean(0), allx.std(0).clamp_min(1e-6)
+    return [(x - mu) / sd for x in xs]
+
+
+def fit_logistic(x: Tensor, y: Tensor, weight_decay: float = 1e-3, max_iter: int = 200) -> tuple[Tensor, Tensor]:
+    """L2-regularised logistic regression by L-BFGS, in float64 for a repeatable optimum.
+
+    Args:
+        x: features (N, F), preferably standardised.
+        y: binary labels (N,) in {0, 1}.
+        weight_decay: L2 penalty on the weights (not the bias).
+        max_iter: L-BFGS iterations.
+
+    Returns:
+        (w, b) with logits = x @ w + b. Shape: w (F,), b ().
+    """
+    x = x.detach().double()
+    y = y.detach().double()
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y)
+        loss = loss + 0.5 * weight_decay * w.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach(), b.detach()
