@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,8 +99,10 @@ def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
     task = any_trainer.task
     if task.in_shape == (2,):
         tgt = task.eval.get("target_test", task.target)
-        p = decision_boundary_plot([(f"{label} (seed {seeds[0]})", t.method) for label, t in first.items()],
-                                   task.source, tgt, report_dir / "decision_boundaries.png")
+        with ExitStack() as stack:
+            panels = [(f"{label} (seed {seeds[0]})", stack.enter_context(t.deployed()))
+                      for label, t in first.items()]
+            p = decision_boundary_plot(panels, task.source, tgt, report_dir / "decision_boundaries.png")
         if p:
             plots.append(p)
     lines = [f"# {recipe.title}", "", f"Seeds: {', '.join(map(str, seeds))}", "", table, ""]

@@ -66,6 +66,8 @@ class TrainConfig:
         eval_batch_size: batch size of evaluation passes.
         progress: show a progress bar.
         threads: torch intra-op threads (null: PyTorch's default).
+        ema_decay: keep an exponential moving average of the weights with this decay and
+            evaluate (and deploy) the averaged model; null for none.
     """
 
     steps: int | None = None
@@ -80,6 +82,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     progress: bool = True
     threads: int | None = None
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:
@@ -95,6 +98,8 @@ class TrainConfig:
         for k in ("eval_every", "log_every", "checkpoint_every"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"train.{k} must be >= 0")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.log_every == 0:
             self.log_every = 1
 

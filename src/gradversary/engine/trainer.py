@@ -14,7 +14,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from ..schedules import Schedule, create_schedule
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import OptimConfig, RunConfig
 from .distributed import DistInfo, init_distributed, wrap_ddp
+from .ema import EMA
 from .logger import MetricsLog
 from .seed import rng_state, seed_everything, set_rng_state
 
@@ -119,13 +121,16 @@ class Trainer:
         task: a prebuilt task (default: built from ``cfg.data``).
         data_root: data root for datasets that read files.
         callbacks: called with a :class:`StepInfo` after every step.
+        persist: write the run directory (config, metrics, checkpoints, summary, report);
+            ``False`` trains in memory only (used by the scikit-learn estimator).
 
     Everything that can fail on bad input (data, model, method, optimizer) is built here,
     before the run directory is created, so bad input leaves no files behind.
     """
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None, task: DATask | None = None,
-                 data_root: str | None = None, callbacks: Sequence[Callable[[StepInfo], None]] = ()):
+                 data_root: str | None = None, callbacks: Sequence[Callable[[StepInfo], None]] = (),
+                 persist: bool = True):
         self.cfg = cfg
         t = cfg.train
         self.dist: DistInfo = init_distributed(t.device)
@@ -175,9 +180,12 @@ class Trainer:
             **{f"lr/{k}": v for k, v in self.lr_schedules.items()}, **self.method.schedules()
         }
         self.net = wrap_ddp(self.method, t.device) if self.dist.enabled else self.method
+        self.ema = EMA(self.method, t.ema_decay) if t.ema_decay is not None else None
         self.step = 0
         self.main = self.dist.rank == 0
-        self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.main)
+        self.persist = persist
+        self.writes = self.main and persist
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.writes)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self._x_s = self.task.source.x
         self._y_s = self.task.source.y
@@ -200,6 +208,7 @@ class Trainer:
                 **({"target": self.tgt_sampler.state_dict()} if self.tgt_sampler else {}),
             },
             "rng": rng_state(),
+            **({"ema": self.ema.state_dict()} if self.ema else {}),
             "last_eval": dict(self.last_eval),
             "wall_time": self.wall_time,
             "config": json.dumps(self.cfg.to_dict()),
@@ -216,6 +225,8 @@ class Trainer:
             if self.tgt_sampler:
                 self.tgt_sampler.load_state_dict(state["samplers"]["target"])
             set_rng_state(state["rng"])
+            if self.ema:
+                self.ema.load_state_dict(state["ema"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"checkpoint does not match this run's configuration: {e}") from None
         self.step = int(state["step"])
@@ -224,7 +235,7 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Write the checkpoint atomically (rank 0 only). Refuses non-finite weights."""
-        if not self.main:
+        if not self.writes:
             return None
         for name, p in self.method.state_dict().items():
             if p.is_floating_point() and not bool(torch.isfinite(p).all()):
@@ -265,17 +276,30 @@ class Trainer:
                 params = [p for g in opt.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, self._clip[name])
             opt.step()
+        if self.ema:
+            self.ema.update(self.method)
         return out.loss.detach(), {**out.parts, **out.metrics}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Evaluate on the task's labelled splits (eval mode; no schedule moves)."""
+        """Evaluate on the task's labelled splits (eval mode; no schedule moves), with the
+        averaged weights when ``train.ema_decay`` is set."""
         was = self.method.training
         self.method.eval()
         try:
-            return self.method.evaluate(self.task.eval, self.cfg.train.eval_batch_size)
+            with self.deployed():
+                return self.method.evaluate(self.task.eval, self.cfg.train.eval_batch_size)
         finally:
             self.method.train(was)
+
+    @contextmanager
+    def deployed(self) -> Iterator[Method]:
+        """The method with the weights to deploy: the EMA weights if enabled, else as trained."""
+        if self.ema is None:
+            yield self.method
+        else:
+            with self.ema.swapped(self.method) as m:
+                yield m
 
     def _flush(self, window: _Window, bar) -> None:
         losses = torch.stack(window.losses)
@@ -317,13 +341,13 @@ class Trainer:
             self.load_state_dict(state)
             self.log.truncate_after(self.step)
             log.info("resumed %s at step %d", self.run_dir, self.step)
-        elif self.main:
+        elif self.writes:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for stale in ("metrics.jsonl", "summary.json", "report.md"):
                 (self.run_dir / stale).unlink(missing_ok=True)
             if self.ckpt_path.exists():
                 self.ckpt_path.unlink()
-        if self.main:
+        if self.writes:
             atomic_write_text(self.run_dir / "config.yaml",
                               yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
 
@@ -365,11 +389,12 @@ class Trainer:
             if bar is not None:
                 bar.close()
         summary = self.summary()
-        if self.main:
+        if self.writes:
             atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
             from ..report.markdown import write_run_report
 
-            write_run_report(self.run_dir, self.method, self.task)
+            with self.deployed() as m:
+                write_run_report(self.run_dir, m, self.task)
         return summary
 
     def summary(self) -> dict[str, Any]:

@@ -1,0 +1,137 @@
+"""Office-Caltech-10 tasks on 800-d bag-of-visual-words features (fully transductive).
+
+Data: K. Saenko, B. Kulis, M. Fritz, T. Darrell, "Adapting Visual Category Models to New
+Domains", ECCV 2010; B. Gong, Y. Shi, F. Sha, K. Grauman, "Geodesic Flow Kernel for
+Unsupervised Domain Adaptation", CVPR 2012 (the 10 shared classes and four domains). The staged
+features are MATLAB ``bagOfFeatures`` vectors, not Gong et al.'s SURF features: report results
+as "Office-Caltech-10, BoVW-800 features". Provenance and checksum: the data root's
+``MANIFEST.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, DataError
+from .digits import data_dir, domain_name, read_npz
+from .registry import DATASETS
+from .root import require_file
+from .task import DATask, DomainData
+
+__all__ = ["FILE", "SHA256", "SOURCE", "OfficeCaltechConfig", "office_caltech", "normalize_features"]
+
+FILE = "office_caltech10_bovw800.npz"
+#: sha256 of the staged file (from the data root's MANIFEST.md).
+SHA256 = "f9bdb699dee71fbf949aa490ab8843732b69fc40814afba8aaadcf2af99ac96d"
+#: where it comes from (from the MANIFEST), quoted in errors.
+SOURCE = ("github.com/BUPT-GAMMA/IJCAI2020-DCKM @ ccd014fb3fea40cf0f77050d32491fd67b7499b7, "
+          "data/{amazon,caltech,dslr,webcam}.mat (keys X_train, label), converted to one .npz "
+          "as described in the data root's MANIFEST.md")
+
+DOMAINS = ("amazon", "caltech", "dslr", "webcam")
+_ALIASES = {"a": "amazon", "c": "caltech", "d": "dslr", "w": "webcam"}
+NUM_CLASSES = 10
+
+
+@dataclass
+class OfficeCaltechConfig:
+    """Options of the ``office_caltech`` dataset.
+
+    Args:
+        source: labelled source domain: ``amazon``, ``caltech``, ``dslr``, ``webcam`` (or
+            ``A``, ``C``, ``D``, ``W``).
+        target: unlabelled target domain, from the same names.
+        normalize: ``zscore`` (per feature, mean and std over source and target together),
+            ``l1`` (word presence (x + 1) / 2 divided by its sum, a histogram over the visual
+            words an image contains) or ``none`` (the file's values).
+    """
+
+    source: str = "amazon"
+    target: str = "webcam"
+    normalize: Literal["zscore", "l1", "none"] = "zscore"
+
+    def __post_init__(self) -> None:
+        self.source = domain_name(self.source, DOMAINS, _ALIASES, "office_caltech.source")
+        self.target = domain_name(self.target, DOMAINS, _ALIASES, "office_caltech.target")
+        if self.normalize not in ("zscore", "l1", "none"):
+            raise ConfigError(f"office_caltech.normalize: choose zscore, l1 or none, got "
+                              f"{self.normalize!r}")
+
+
+def normalize_features(xs: Tensor, xt: Tensor, how: str) -> tuple[Tensor, Tensor]:
+    """Normalise source and target features alike.
+
+    ``zscore`` uses statistics of the source and target samples pooled (the target is
+    unlabelled training data in the transductive protocol; no label is used); a feature that
+    is constant there is only centred. ``l1`` maps values in [-1, 1] to [0, 1] and divides each
+    row by its sum (an all-zero row stays zero).
+
+    Shape:
+        xs: (N_s, F), xt: (N_t, F) -> the same shapes.
+    """
+    if how == "zscore":
+        both = torch.cat([xs, xt]).double()
+        mean, std = both.mean(0), both.std(0)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return ((xs - mean) / std).float(), ((xt - mean) / std).float()
+    if how == "l1":
+        def l1(x: Tensor) -> Tensor:
+            p = (x + 1) / 2
+            return p / p.sum(1, keepdim=True).clamp_min(1e-12)
+        return l1(xs), l1(xt)
+    return xs, xt
+
+
+def _domain(z: dict[str, np.ndarray], name: str, path: str) -> tuple[Tensor, Tensor]:
+    xk, yk = f"x_{name}", f"y_{name}"
+    if xk not in z or yk not in z:
+        raise DataError(f"office_caltech: {path!r} lacks {xk!r} or {yk!r} (has {sorted(z)})")
+    x, y = z[xk], z[yk].astype(np.int64)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise DataError(f"office_caltech: {path!r}: {xk} {x.shape} and {yk} {y.shape} do not "
+                        f"form (N, F) features with (N,) labels")
+    lo, hi = int(y.min()), int(y.max())
+    if (lo, hi) == (1, NUM_CLASSES):  # MATLAB-style 1..10
+        y = y - 1
+    elif lo < 0 or hi >= NUM_CLASSES:
+        raise DataError(f"office_caltech: {path!r}: labels of {name} run from {lo} to {hi}; "
+                        f"expected 0..9 (or 1..10)")
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+
+
+@DATASETS.register("office_caltech", OfficeCaltechConfig)
+def office_caltech(root=None, source: str = "amazon", target: str = "webcam",
+                   normalize: str = "zscore") -> DATask:
+    """Office-Caltech-10 (BoVW-800): 10 object classes across amazon, caltech, dslr, webcam.
+
+    Fully transductive protocol (as in the DANN paper's Office experiments): the source is all
+    of the source domain (labelled), the target all of the target domain (labels dropped);
+    ``eval`` holds ``target_test`` (all of the target, with labels: the reported number) and
+    ``source_test`` (all of the source, i.e. training accuracy). Domain sizes: amazon 958,
+    caltech 1,123, dslr 157, webcam 295. The features in the file are binary, -1 or +1 (a
+    visual word absent or present).
+
+    Shape:
+        source.x: (N_s, 800), source.y: (N_s,) in 0..9; target.x: (N_t, 800); eval splits
+        likewise, with labels.
+    """
+    cfg = OfficeCaltechConfig(source, target, normalize)
+    path = require_file(data_dir(root), FILE, SHA256, SOURCE)
+    z = read_npz(path)
+    xs, ys = _domain(z, cfg.source, str(path))
+    xt, yt = _domain(z, cfg.target, str(path))
+    xs, xt = normalize_features(xs, xt, cfg.normalize)
+    return DATask(
+        source=DomainData(xs, ys, "source"),
+        target=DomainData(xt, yt, "target"),
+        num_classes=NUM_CLASSES,
+        eval={"source_test": DomainData(xs, ys, "source_test"),
+              "target_test": DomainData(xt, yt, "target_test")},
+        name=f"{cfg.source}->{cfg.target}",
+        meta={"source": cfg.source, "target": cfg.target, "normalize": cfg.normalize},
+    )
