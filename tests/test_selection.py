@@ -82,3 +82,19 @@ def test_reverse_validation_prefers_the_setting_that_labels_the_target_well():
     assert good.reverse_acc > 0.95
     assert bad.reverse_acc < 0.75
     assert good.source_val_acc > 0.95 and not math.isnan(good.target_self_agreement)
+
+
+def test_msda_layer_matches_monte_carlo_denoising_solution():
+    # The closed form is the least-squares map from corrupted to clean inputs in the limit
+    # of infinitely many corruptions: compare with many sampled corruptions.
+    from gradversary.data.msda import msda_fit
+
+    g = _g(3)
+    x = torch.rand(60, 3, generator=g, dtype=torch.float64)
+    (w,) = msda_fit(x, noise=0.3, layers=1, reg=0.0)
+    reps = 3000
+    xr = x.repeat(reps, 1)
+    keep = (torch.rand(xr.shape, generator=g, dtype=torch.float64) > 0.3).double()
+    xc = torch.cat([xr * keep, torch.ones(len(xr), 1, dtype=torch.float64)], 1)
+    w_mc = torch.linalg.lstsq(xc, xr).solution.T
+    torch.testing.assert_close(w, w_mc, atol=0.05, rtol=0.05)
