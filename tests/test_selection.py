@@ -98,3 +98,17 @@ def test_msda_layer_matches_monte_carlo_denoising_solution():
     xc = torch.cat([xr * keep, torch.ones(len(xr), 1, dtype=torch.float64)], 1)
     w_mc = torch.linalg.lstsq(xc, xr).solution.T
     torch.testing.assert_close(w, w_mc, atol=0.05, rtol=0.05)
+
+
+def test_feature_embedding_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from gradversary.report.plots import embed_2d, feature_embedding_plot
+
+    g = _g(4)
+    a, b = torch.randn(60, 5, generator=g), torch.randn(50, 5, generator=g) + 2
+    z, used = embed_2d(torch.cat([a, b]), "pca")
+    assert z.shape == (110, 2) and used == "PCA"
+    # PCA's first axis separates the two shifted clouds
+    assert abs(z[:60, 0].mean() - z[60:, 0].mean()) > 2
+    p = feature_embedding_plot([("raw", a, b), ("again", a, b)], tmp_path / "e.png", method="pca")
+    assert p.exists() and p.stat().st_size > 1000

@@ -10,7 +10,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["have_matplotlib", "decision_boundary_plot", "curves_plot"]
+__all__ = ["have_matplotlib", "decision_boundary_plot", "curves_plot", "embed_2d", "feature_embedding_plot"]
 
 
 def have_matplotlib() -> bool:
@@ -89,6 +89,61 @@ def curves_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], p
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def embed_2d(x, method: str = "tsne", seed: int = 0):
+    """2-D embedding of features (N, F): t-SNE (needs scikit-learn) or PCA (torch only).
+
+    Returns a (N, 2) numpy array and the name of the method actually used.
+    """
+    import numpy as np
+
+    x = torch.as_tensor(x).reshape(len(x), -1).double()
+    if method == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError:
+            log.warning("scikit-learn is not installed: using PCA instead of t-SNE "
+                        "(pip install gradversary[sklearn])")
+            method = "pca"
+        else:
+            perp = float(min(30.0, max(5.0, (len(x) - 1) / 3)))
+            z = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perp).fit_transform(x.numpy())
+            return np.asarray(z), "t-SNE"
+    xc = x - x.mean(0)
+    _, _, v = torch.linalg.svd(xc, full_matrices=False)
+    return (xc @ v[:2].T).numpy(), "PCA"
+
+
+def feature_embedding_plot(panels: Sequence[tuple[str, object, object]], path: str | Path,
+                           method: str = "tsne", seed: int = 0) -> Path | None:
+    """Side-by-side 2-D embeddings of source (blue) and target (red) features, as in the DANN
+    paper's Figure 1 (source-only beside DANN).
+
+    Args:
+        panels: ``(title, source_features (N, F), target_features (M, F))`` triples.
+        path: PNG file.
+        method: ``tsne`` (falls back to PCA without scikit-learn) or ``pca``.
+    """
+    if not have_matplotlib():
+        log.warning("matplotlib is not installed: skipping %s", path)
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.3), squeeze=False)
+    for ax, (title, fs, ft) in zip(axes[0], panels):
+        fs, ft = torch.as_tensor(fs), torch.as_tensor(ft)
+        z, used = embed_2d(torch.cat([fs.reshape(len(fs), -1), ft.reshape(len(ft), -1)]), method, seed)
+        ax.scatter(z[: len(fs), 0], z[: len(fs), 1], s=4, c="tab:blue", alpha=0.6, label="source")
+        ax.scatter(z[len(fs):, 0], z[len(fs):, 1], s=4, c="tab:red", alpha=0.6, label="target")
+        ax.set_title(f"{title} ({used})", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].legend(loc="best", fontsize=8, markerscale=3)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
