@@ -75,7 +75,8 @@ def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
     first: dict[str, Trainer] = {}
     for seed in seeds:
         for label, raw in recipe.configs.items():
-            raw = apply_overrides(raw, [f"train.seed={seed}", f"out_dir={out}", *overrides])
+            seeds_set = [f"{k}={seed}" for k in recipe.seed_keys]
+            raw = apply_overrides(raw, [*seeds_set, f"out_dir={out}", *overrides])
             cfg = resolve_config(raw)
             cfg.train.progress = progress
             trainer = Trainer(cfg, data_root=data_root)

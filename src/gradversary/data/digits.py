@@ -51,20 +51,20 @@ SOURCES: dict[str, str] = {
                 f"879a698b960e5867f7c2b11f8938fa89c3d21839 (data/usps.h5), {_MANIFEST}",
 }
 
-_FILES = {"mnist": "mnist.npz", "mnist_m": "mnist_m.npz", "usps": "usps.npz"}
+_FILES = {"mnist": "mnist.npz", "mnist_m": "mnist_m.npz", "usps": "usps.npz",
+          "svhn": "svhn.npz", "syn_numbers": "syn_numbers.npz"}
 
-# Accepted as names so that configs can say what they mean, but not staged: asking for them
-# raises a DataError that names the expected file and where the data can be obtained.
-_UNAVAILABLE = {
-    "svhn": ("svhn.npz",
-             "http://ufldl.stanford.edu/housenumbers/ (cropped digits, 'Format 2': train_32x32.mat "
-             "and test_32x32.mat, 'for non-commercial use only'; Netzer et al., NIPS Workshop 2011)"),
-    "syn_numbers": ("syn_numbers.npz",
-                    "the DANN authors' page http://sites.skoltech.ru/compvision/projects/grl/ "
-                    "(Syn Numbers, Ganin & Lempitsky, ICML 2015)"),
+# Where the digit sets that are not staged can be obtained: their names are accepted so that
+# configs can say what they mean, but without a known checksum (CHECKSUMS) asking for one
+# raises a DataError that names the expected file and this place.
+_ELSEWHERE = {
+    "svhn": "http://ufldl.stanford.edu/housenumbers/ (cropped digits, 'Format 2': train_32x32.mat "
+            "and test_32x32.mat, 'for non-commercial use only'; Netzer et al., NIPS Workshop 2011)",
+    "syn_numbers": "the DANN authors' page http://sites.skoltech.ru/compvision/projects/grl/ "
+                   "(Syn Numbers, Ganin & Lempitsky, ICML 2015)",
 }
 
-DOMAINS = tuple(_FILES) + tuple(_UNAVAILABLE)
+DOMAINS = tuple(_FILES)
 _ALIASES = {"mnistm": "mnist_m", "synnumbers": "syn_numbers", "syn": "syn_numbers"}
 
 
@@ -196,16 +196,16 @@ def _subsample(n: int, k: int | None, seed: int, stream: int) -> np.ndarray | No
 
 
 def _domain_file(root, name: str) -> dict[str, np.ndarray]:
-    if name in _UNAVAILABLE:
-        fname, where = _UNAVAILABLE[name]
+    fname, where = _FILES[name], _ELSEWHERE.get(name)
+    if fname not in CHECKSUMS:
         raise DataError(
             f"digits: {name!r} is not available: its file {fname!r} is not part of the staged data "
             f"(see the data root's MANIFEST.md) and no checksum for it is known to this loader. "
-            f"Obtain the data from {where}, convert it to {fname!r} (x_train/x_test uint8 NHWC, "
-            f"y_train/y_test int64 in 0..9) and add its sha256 to gradversary.data.digits.CHECKSUMS"
+            f"Obtain the data from {where}, convert it to {fname!r} in the data root (x_train/x_test "
+            f"uint8 NHWC, y_train/y_test int64 in 0..9) and add its sha256 to "
+            f"gradversary.data.digits.CHECKSUMS"
         )
-    fname = _FILES[name]
-    path = require_file(data_dir(root), fname, CHECKSUMS[fname], SOURCES[fname])
+    path = require_file(data_dir(root), fname, CHECKSUMS[fname], SOURCES.get(fname, where))
     z = read_npz(path)
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z]
     if missing:
