@@ -100,6 +100,11 @@ def parse_svmlight(text: str, n_features: int = N_FEATURES,
     Raises:
         DataError: naming ``name`` and the line, for a malformed line, a label other than
             -1/+1 or an index outside [0, n_features).
+
+    Example:
+        >>> x, y = parse_svmlight("1 0:2 3:1\\n-1 1:5\\n", n_features=4)
+        >>> x.tolist(), y.tolist()
+        ([[2.0, 0.0, 0.0, 1.0], [0.0, 5.0, 0.0, 0.0]], [1, 0])
     """
     labels: list[float] = []
     counts: list[int] = []

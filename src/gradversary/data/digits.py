@@ -73,6 +73,10 @@ def domain_name(name: str, valid: tuple[str, ...], aliases: Mapping[str, str], w
 
     Raises:
         ConfigError: for an unknown name, suggesting the closest valid one.
+
+    Example:
+        >>> domain_name("MNIST-M", DOMAINS, _ALIASES, "digits.source")
+        'mnist_m'
     """
     key = str(name).strip().replace("-", "_")
     for cand in (key, key.lower()):
