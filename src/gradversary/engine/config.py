@@ -17,7 +17,7 @@ from ..models.base import MODELS
 from ..registry import Registry
 from ..schedules import SCHEDULES
 
-__all__ = ["OptimConfig", "TrainConfig", "RunConfig", "resolve_config", "load_config"]
+__all__ = ["OptimConfig", "TrainConfig", "SelectionConfig", "RunConfig", "resolve_config", "load_config"]
 
 
 @dataclass
@@ -105,6 +105,33 @@ class TrainConfig:
 
 
 @dataclass
+class SelectionConfig:
+    """Checkpoint selection without target labels.
+
+    Args:
+        criterion: ``last`` (the final model), ``source_val`` (error on held-out source),
+            ``iwcv`` or ``dev`` (importance-weighted source validation risk, see
+            :mod:`gradversary.selection`). The selected checkpoint is kept as
+            ``checkpoints/best.pt``.
+        holdout: share of the source training set held out as ``source_val`` (default 0.1
+            when a criterion is set, else 0).
+        max_fit: examples per domain used to fit the criterion's domain classifier.
+    """
+
+    criterion: Literal["last", "source_val", "iwcv", "dev"] = "last"
+    holdout: float | None = None
+    max_fit: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.holdout is None:
+            self.holdout = 0.0 if self.criterion == "last" else 0.1
+        if not 0.0 <= self.holdout < 1.0:
+            raise ConfigError(f"selection.holdout must be in [0, 1), got {self.holdout}")
+        if self.criterion != "last" and self.holdout == 0.0:
+            raise ConfigError(f"selection.criterion {self.criterion!r} needs selection.holdout > 0")
+
+
+@dataclass
 class RunConfig:
     """A whole run. ``method``, ``model`` and ``data`` are ``{name: ..., **options}`` mappings
     whose options are validated against the registered component's own config dataclass.
@@ -115,6 +142,7 @@ class RunConfig:
         data: the dataset/task; ``root`` may be given here or with ``--data-root``.
         optim: optimizer settings.
         train: loop settings.
+        selection: checkpoint selection without target labels.
         name: run name (default: ``<method>-<data>-s<seed>``).
         out_dir: where run directories are made.
     """
@@ -124,6 +152,7 @@ class RunConfig:
     data: dict = field(default_factory=lambda: dict(_COMPONENT_DEFAULTS["data"]))
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     name: str | None = None
     out_dir: str = "runs"
 

@@ -27,12 +27,13 @@ from torch import Tensor
 from ..data.registry import create_task
 from ..data.root import resolve_data_root
 from ..data.sampler import DomainSampler
-from ..data.task import DATask
+from ..data.task import DATask, DomainData
 from ..errors import CheckpointError, ConfigError, DivergenceError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_metrics
 from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
 from ..schedules import Schedule, create_schedule
+from ..selection.criteria import checkpoint_risk
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import OptimConfig, RunConfig
 from .distributed import DistInfo, init_distributed, wrap_ddp
@@ -105,6 +106,20 @@ def build_method(cfg: RunConfig, task: DATask) -> Method:
     return create_method(params.pop("name"), model, **params)
 
 
+def _hold_out_source(task: DATask, holdout: float, seed: int) -> DATask:
+    """Move a random ``holdout`` share of the labelled source into ``eval["source_val"]``."""
+    if holdout <= 0:
+        return task
+    g = torch.Generator().manual_seed(seed + 15485863)
+    idx = torch.randperm(len(task.source), generator=g)
+    k = max(1, round(holdout * len(idx)))
+    val, keep = idx[:k], idx[k:]
+    s = task.source
+    return DATask(DomainData(s.x[keep], s.y[keep], s.name), task.target, task.num_classes,
+                  eval={"source_val": DomainData(s.x[val], s.y[val], "source_val"), **task.eval},
+                  name=task.name, meta=task.meta)
+
+
 def _make_optimizer(groups: list[dict], o: OptimConfig) -> torch.optim.Optimizer:
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
@@ -137,7 +152,8 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed, t.deterministic)
-        self.task = task if task is not None else build_task(cfg, data_root)
+        task = task if task is not None else build_task(cfg, data_root)
+        self.task = _hold_out_source(task, cfg.selection.holdout, t.seed)
         self.device = torch.device(t.device)
         self.method = build_method(cfg, self.task).to(self.device)
         self.callbacks = list(callbacks)
@@ -192,6 +208,13 @@ class Trainer:
         self._x_t = self.task.target.x
         self.last_eval: dict[str, float] = {}
         self.wall_time = 0.0
+        self.best: dict[str, Any] = {}
+        self.best_path = self.run_dir / "checkpoints" / "best.pt"
+        if cfg.selection.criterion != "last":
+            g = torch.Generator().manual_seed(t.seed + 104729)
+            m = cfg.selection.max_fit
+            self._fit_s = self._x_s[torch.randperm(len(self._x_s), generator=g)[:m]]
+            self._fit_t = self._x_t[torch.randperm(len(self._x_t), generator=g)[:m]]
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -210,6 +233,7 @@ class Trainer:
             "rng": rng_state(),
             **({"ema": self.ema.state_dict()} if self.ema else {}),
             "last_eval": dict(self.last_eval),
+            "best": json.dumps(self.best),
             "wall_time": self.wall_time,
             "config": json.dumps(self.cfg.to_dict()),
         }
@@ -231,6 +255,7 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not match this run's configuration: {e}") from None
         self.step = int(state["step"])
         self.last_eval = dict(state.get("last_eval", {}))
+        self.best = json.loads(state.get("best", "{}"))
         self.wall_time = float(state.get("wall_time", 0.0))
 
     def save(self) -> Path | None:
@@ -287,10 +312,28 @@ class Trainer:
         was = self.method.training
         self.method.eval()
         try:
-            with self.deployed():
-                return self.method.evaluate(self.task.eval, self.cfg.train.eval_batch_size)
+            with self.deployed() as m:
+                metrics = m.evaluate(self.task.eval, self.cfg.train.eval_batch_size)
+                crit = self.cfg.selection.criterion
+                if crit != "last":
+                    val = self.task.eval["source_val"]
+                    r = checkpoint_risk(crit, m.model.features, m.predict_logits, self._fit_s,
+                                        self._fit_t, val.x, val.y, self.device)
+                    metrics["select_risk"], metrics["select_ess"] = r["risk"], r["ess"]
+                return metrics
         finally:
             self.method.train(was)
+
+    def _update_best(self, metrics: dict[str, float]) -> None:
+        """Keep the checkpoint with the lowest selection risk as ``best.pt`` (rank 0)."""
+        risk = metrics.get("select_risk")
+        if risk is None or (self.best and risk >= self.best["risk"]):
+            return
+        self.best = {"step": self.step, "risk": risk, "metrics": dict(metrics)}
+        if self.writes:
+            save_checkpoint(self.best_path, {"step": self.step, "method": self.method.state_dict(),
+                                             **({"ema": self.ema.state_dict()} if self.ema else {}),
+                                             "metrics": json.dumps(metrics)})
 
     @contextmanager
     def deployed(self) -> Iterator[Method]:
@@ -378,6 +421,7 @@ class Trainer:
                     eval_metrics = self.evaluate()
                     self.last_eval = eval_metrics
                     self.log.write({"kind": "eval", "step": self.step, **eval_metrics})
+                    self._update_best(eval_metrics)
                 self.wall_time = wall0 + time.perf_counter() - start
                 if do_ckpt:
                     self.save()
@@ -398,6 +442,12 @@ class Trainer:
         return summary
 
     def summary(self) -> dict[str, Any]:
+        """Final metrics; with a selection criterion also the selected checkpoint's metrics;
+        and, labelled ``oracle``, the evaluation with the best target accuracy (it uses target
+        labels, so it is never the default figure)."""
+        evals = read_metrics(self.run_dir / "metrics.jsonl", kind="eval") if self.writes else []
+        oracle = max((r for r in evals if "target_test_acc" in r),
+                     key=lambda r: r["target_test_acc"], default=None)
         return {
             "run": self.cfg.run_name,
             "method": self.cfg.method["name"],
@@ -407,4 +457,10 @@ class Trainer:
             "wall_time_s": round(self.wall_time, 3),
             "world_size": self.dist.world_size,
             "final": dict(self.last_eval),
+            "selection": {"criterion": self.cfg.selection.criterion,
+                          **({"step": self.best["step"], "metrics": self.best["metrics"]}
+                             if self.best else {"step": self.step, "metrics": dict(self.last_eval)})},
+            **({"oracle": {"step": oracle["step"], "target_test_acc": oracle["target_test_acc"],
+                           "note": "chosen on target labels: not an honest figure"}}
+               if oracle else {}),
         }

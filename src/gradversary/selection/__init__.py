@@ -1,10 +1,12 @@
 """Model selection without target labels, and domain-shift measures."""
 
+from .criteria import CRITERIA, checkpoint_risk
 from .pad import PADResult, proxy_a_distance
 from .reverse import ReverseValidation, reverse_validation, split_task
 from .weighting import WeightedRisk, dev_risk, importance_weights, iwcv_risk
 
 __all__ = [
+    "CRITERIA", "checkpoint_risk",
     "PADResult", "proxy_a_distance", "ReverseValidation", "reverse_validation", "split_task",
     "WeightedRisk", "dev_risk", "importance_weights", "iwcv_risk",
 ]

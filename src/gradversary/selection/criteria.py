@@ -1,0 +1,59 @@
+"""Checkpoint scores without target labels, computed during training.
+
+Each criterion maps the current model to a *risk* estimate (lower is better) from labelled
+source validation data and unlabelled target data only:
+
+- ``source_val``: the error on held-out source (ignores the shift);
+- ``iwcv``: the importance-weighted source validation loss, weights from a domain classifier
+  on the model's features (Sugiyama et al., JMLR 2007);
+- ``dev``: Deep Embedded Validation, IWCV with a control variate (You et al., ICML 2019).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .weighting import dev_risk, importance_weights, iwcv_risk
+
+__all__ = ["CRITERIA", "checkpoint_risk"]
+
+CRITERIA = ("last", "source_val", "iwcv", "dev")
+
+
+@torch.no_grad()
+def _apply(fn: Callable[[Tensor], Tensor], x: Tensor, device, bs: int = 1024) -> Tensor:
+    return torch.cat([fn(x[i:i + bs].to(device)).float().cpu() for i in range(0, len(x), bs)])
+
+
+@torch.no_grad()
+def checkpoint_risk(criterion: str, features: Callable[[Tensor], Tensor],
+                    logits: Callable[[Tensor], Tensor], source_fit: Tensor, target_fit: Tensor,
+                    source_val_x: Tensor, source_val_y: Tensor, device="cpu") -> dict[str, float]:
+    """Estimate the target risk of the current model.
+
+    Args:
+        criterion: one of ``source_val``, ``iwcv``, ``dev``.
+        features: the model's feature extractor, (N, *) -> (N, F).
+        logits: the model's classifier, (N, *) -> (N, K).
+        source_fit, target_fit: source and target inputs to fit the domain classifier.
+        source_val_x, source_val_y: held-out labelled source, (M, *) and (M,).
+
+    Returns:
+        ``{"risk": ..., "ess": ...}``; ``ess`` is the importance weights' effective sample size
+        (M for ``source_val``).
+    """
+    if criterion not in CRITERIA[1:]:
+        raise ValueError(f"unknown selection criterion {criterion!r}; choose from {CRITERIA}")
+    out = _apply(logits, source_val_x, device)
+    y = source_val_y.to(out.device)
+    if criterion == "source_val":
+        return {"risk": float((out.argmax(-1) != y).float().mean()), "ess": float(len(y))}
+    losses = F.cross_entropy(out, y, reduction="none")
+    fs, ft, fv = (_apply(features, x, device) for x in (source_fit, target_fit, source_val_x))
+    w = importance_weights(fs, ft, fv)
+    r = (dev_risk if criterion == "dev" else iwcv_risk)(losses, w)
+    return {"risk": r.risk, "ess": r.ess}
