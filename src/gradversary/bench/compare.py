@@ -66,6 +66,16 @@ class ComparisonResult:
         return path
 
 
+def _lookup(summary: dict, path: str):
+    """``summary["a"]["b"]...`` for path ``a/b/...``, or None where a key is missing."""
+    node = summary
+    for key in path.split("/"):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
                    overrides: Sequence[str] = (), data_root: str | None = None,
                    progress: bool = True) -> ComparisonResult:
@@ -83,12 +93,12 @@ def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
             summaries[label].append({**trainer.fit(), "run_dir": str(trainer.run_dir)})
             if seed == seeds[0]:
                 first[label] = trainer
-    header = ["method", *recipe.metrics, "time / run (s)"]
+    header = ["method", *recipe.metrics.keys(), "time / run (s)"]
     rows = []
     for label, runs in summaries.items():
         row = [label]
-        for m in recipe.metrics:
-            vals = [r["final"][m] for r in runs if m in r["final"]]
+        for path in recipe.metrics.values():
+            vals = [v for r in runs if (v := _lookup(r, path)) is not None]
             row.append(fmt_mean_std(vals) if vals else "n/a")
         row.append(fmt_mean_std([r["wall_time_s"] for r in runs], 1))
         rows.append(row)

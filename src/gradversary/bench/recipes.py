@@ -18,20 +18,23 @@ class Recipe:
     Args:
         title: heading of reports.
         configs: label -> raw run config (validated when the run starts).
-        metrics: evaluation metrics to tabulate, in order.
+        metrics: columns to tabulate, in order: header -> path into the run summary, e.g.
+            ``final/target_test_acc`` (last model), ``selection/metrics/target_test_acc``
+            (checkpoint chosen without target labels), ``oracle/target_test_acc``.
         notes: Markdown paragraphs for the results file (where the recipe comes from).
         seed_keys: config keys set to the seed of each repetition.
     """
 
     title: str
     configs: dict[str, dict]
-    metrics: list[str] = field(default_factory=lambda: ["source_test_acc", "target_test_acc"])
+    metrics: dict[str, str] = field(default_factory=lambda: {
+        "source acc": "final/source_test_acc", "target acc": "final/target_test_acc"})
     notes: list[str] = field(default_factory=list)
     seed_keys: list[str] = field(default_factory=lambda: ["train.seed"])
 
 
 _MOONS_MODEL = {"name": "mlp", "hidden": [15, 15]}
-_MOONS_TRAIN = {"steps": 3000, "eval_every": 500, "batch_size": 128}
+_MOONS_TRAIN = {"steps": 3000, "eval_every": 250, "batch_size": 128}
 _MOONS_OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9,
                 "lr_schedule": {"name": "inverse_decay", "alpha": 10.0, "beta": 0.75}}
 
@@ -40,7 +43,7 @@ _MOONS_OPTIM = {"name": "sgd", "lr": 0.05, "momentum": 0.9,
 def moons_dann() -> Recipe:
     """DANN against source-only on the two-moons toy (embedded data, no files needed)."""
     base = {"model": _MOONS_MODEL, "data": {"name": "moons"}, "optim": _MOONS_OPTIM,
-            "train": _MOONS_TRAIN}
+            "train": _MOONS_TRAIN, "selection": {"criterion": "dev", "holdout": 0.1}}
     return Recipe(
         title="DANN on the two-moons toy (target rotated by 35 degrees)",
         configs={
@@ -49,7 +52,13 @@ def moons_dann() -> Recipe:
                                         "lambda_schedule": {"name": "dann_lambda", "gamma": 10.0,
                                                             "max": 2.0}}},
         },
-        metrics=["source_test_acc", "target_test_acc", "domain_acc"],
+        metrics={
+            "source acc": "final/source_test_acc",
+            "target acc": "final/target_test_acc",
+            "domain acc": "final/domain_acc",
+            "target acc, DEV-selected": "selection/metrics/target_test_acc",
+            "target acc, oracle (best on target labels)": "oracle/target_test_acc",
+        },
         seed_keys=["train.seed", "data.seed"],
         notes=[
             "Data: the DANN paper's toy (section 5.1.1): 150 labelled source points a moon, "
@@ -69,6 +78,14 @@ def moons_dann() -> Recipe:
             "the standard deviation shows it.",
             "domain_acc is the domain classifier's balanced accuracy on source vs target test "
             "points (0.5: indistinguishable). Source-only has no domain classifier.",
-            "The final model is reported (no checkpoint selection, so no target labels are used).",
+            "The main figures are the last step's (as in the paper; no target labels are used). "
+            "10% of the source (30 points) is held out for checkpoint selection by Deep Embedded "
+            "Validation (You et al., ICML 2019), shown in its own column: on this toy it is "
+            "noise, because the held-out source is classified perfectly and its losses are ~0.01, "
+            "so the weighted risk ranks calibration, not accuracy. The oracle column (the best of "
+            "the 12 evaluations on target labels) is an upper bound, not an honest figure.",
+            "Disclosure: the same seeds without the held-out source (all 300 points for "
+            "training) gave DANN 0.887 ± 0.110 on the target (seed 0 at 0.761, a partial "
+            "alignment); DANN on this toy is that sensitive to the draw.",
         ],
     )
