@@ -53,8 +53,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--data-root", default=None, help="dataset folder")
 
+    p = sub.add_parser("bench", help="run a benchmark table and write docs/results/")
+    p.add_argument("suite", choices=["dann"], help="benchmark suite")
+    p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="N (seeds 0..N-1) or a list such as 0,2 (default 3; 1 with --quick)")
+    p.add_argument("--only", default=None, help="glob on row names, e.g. 'amazon_*' or mnist_mnistm")
+    p.add_argument("--select", default="dev", choices=["dev", "iwcv", "source_val"],
+                   help="checkpoint selection criterion (no target labels)")
+    p.add_argument("--out-dir", default="runs/bench/dann", help="where runs are kept (and reused)")
+    p.add_argument("--results", default=None, help="results file (default docs/results/dann.md, "
+                                                    "or dann_quick.md with --quick)")
+    p.add_argument("--config-dir", default="configs/dann", help="folder of the row configs")
+    _add_common(p)
+
     sub.add_parser("list", help="list registered methods, models, datasets, schedules and recipes")
     return parser
+
+
+def _seed_list(text: str) -> list[int]:
+    """``3`` -> [0, 1, 2]; ``0,2`` -> [0, 2]."""
+    try:
+        if "," in text:
+            return [int(t) for t in text.split(",") if t.strip()]
+        return list(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or a list like 0,2; got {text!r}") from None
 
 
 def _cmd_list(args) -> int:
@@ -135,7 +159,23 @@ def _cmd_run(args) -> int:
     return 0
 
 
-COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _cmd_run}
+def _cmd_bench(args) -> int:
+    from ..bench.dann import run_dann_bench
+
+    results = args.results or ("docs/results/dann_quick.md" if args.quick else "docs/results/dann.md")
+    try:
+        seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+        path = run_dann_bench(seeds, args.out_dir, results, args.quick, args.only,
+                              args.select, args.config_dir, args.data_root, not args.no_progress,
+                              command="gradversary " + " ".join(sys.argv[1:]))
+    except ValueError as e:
+        raise GradversaryError(str(e)) from None
+    print(Path(path).read_text())
+    return 0
+
+
+COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _cmd_run,
+            "bench": _cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

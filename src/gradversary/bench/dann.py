@@ -1,0 +1,221 @@
+"""The DANN benchmark: the paper's tables, over seeds, under honest model selection.
+
+``gradversary bench dann [--quick] [--seeds 3] [--only PATTERN]`` trains, for every table row,
+source-only, DANN and (where the data allows) train-on-target, then writes
+``docs/results/dann.md`` and ``docs/results/dann.json``.
+
+- Every run is kept in ``<out-dir>/<row>/<label>-s<seed>``; a run whose resolved config is
+  unchanged and whose summary exists is reused, so an interrupted benchmark continues where
+  it stopped, and rows can be filled in over several sessions.
+- DANN's headline figure is the checkpoint chosen **without target labels**, by the criterion
+  in ``--select`` (default DEV, on 10% of the source held out). The last step and the oracle
+  (the best evaluation on target labels) are shown beside it, labelled.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..engine.config import resolve_config
+from ..engine.trainer import Trainer
+from ..io import atomic_write_text
+from ..report.markdown import fmt_mean_std, markdown_table, mean_std
+from .compare import _lookup, git_commit
+
+__all__ = ["Row", "ROWS", "run_dann_bench"]
+
+
+@dataclass
+class Row:
+    """One table row: configs by column label and the paper's figures (target accuracy).
+
+    Args:
+        name: row key (also the run sub-folder).
+        title: shown in the table.
+        configs: label -> (config file under ``configs/dann``, overrides).
+        paper: label -> the paper's figure.
+        quick: overrides applied with ``--quick``.
+        group: table the row belongs to.
+    """
+
+    name: str
+    title: str
+    configs: dict[str, tuple[str, list[str]]]
+    paper: dict[str, float] = field(default_factory=dict)
+    quick: list[str] = field(default_factory=list)
+    group: str = "digits"
+
+
+_DIGITS_QUICK = ["train.steps=1500", "train.eval_every=500", "data.max_source=10000",
+                 "data.max_target=10000", "data.max_test=2000"]
+
+
+def _digits(name, title, src, tgt, paper) -> Row:
+    return Row(name, title, {
+        "source-only": (f"{name}_source_only.yaml", []),
+        "DANN": (f"{name}.yaml", []),
+        "train on target": (f"{name}_source_only.yaml", [f"data.source={tgt}"]),
+    }, paper, _DIGITS_QUICK, "digits")
+
+
+_AMAZON = {"b": "books", "d": "dvd", "e": "electronics", "k": "kitchen"}
+# Table 1 of the paper, raw features: (DANN, NN)
+_AMAZON_PAPER = {"bd": (.784, .790), "be": (.733, .747), "bk": (.779, .778), "db": (.723, .720),
+                 "de": (.754, .732), "dk": (.783, .778), "eb": (.713, .709), "ed": (.738, .733),
+                 "ek": (.854, .854), "kb": (.709, .708), "kd": (.740, .739), "ke": (.843, .841)}
+
+
+def _amazon(pair: str) -> Row:
+    dann, nn = _AMAZON_PAPER[pair]
+    s, t = (_AMAZON[c] for c in pair)
+    return Row(f"amazon_{pair}", f"Amazon {s} → {t}", {
+        "source-only": (f"amazon_{pair}_source_only.yaml", []),
+        "DANN": (f"amazon_{pair}.yaml", []),
+    }, {"source-only": nn, "DANN": dann}, ["train.steps=600", "train.eval_every=200"], "amazon")
+
+
+_OFFICE = {"a": "amazon", "c": "caltech", "d": "dslr", "w": "webcam"}
+
+
+def _office(pair: str) -> Row:
+    s, t = (_OFFICE[c] for c in pair)
+    return Row(f"office_caltech_{pair}", f"Office-Caltech {s} → {t}", {
+        "source-only": (f"office_caltech_{pair}_source_only.yaml", []),
+        "DANN": (f"office_caltech_{pair}.yaml", []),
+    }, {}, ["train.steps=400", "train.eval_every=200"], "office_caltech")
+
+
+ROWS: list[Row] = [
+    _digits("mnist_mnistm", "MNIST → MNIST-M", "mnist", "mnist_m",
+            {"source-only": .5225, "DANN": .7666, "train on target": .9596}),
+    _digits("mnist_usps", "MNIST → USPS", "mnist", "usps", {}),
+    _digits("usps_mnist", "USPS → MNIST", "usps", "mnist", {}),
+    *[_amazon(p) for p in _AMAZON_PAPER],
+    *[_office(a + b) for a in _OFFICE for b in _OFFICE if a != b],
+]
+
+_GROUP_TITLES = {
+    "digits": "Digits (paper Table 2)",
+    "amazon": "Amazon reviews, raw features (paper Table 1; its NN column is our source-only)",
+    "office_caltech": "Office-Caltech-10, BoVW-800 features (not in the paper)",
+}
+
+
+def _resolve(config_dir: Path, fname: str, overrides: Sequence[str]):
+    path = config_dir / fname
+    raw = yaml.safe_load(path.read_text())
+    return resolve_config(raw, list(overrides))
+
+
+def _same_config(run_dir: Path, cfg) -> bool:
+    """Whether ``run_dir`` was made with this resolved config (the progress bar aside)."""
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        return False
+    saved = yaml.safe_load(path.read_text())
+    now = yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    for d in (saved, now):
+        d.get("train", {}).pop("progress", None)
+    return saved == now
+
+
+def _run(cfg, run_dir: Path, data_root: str | None, progress: bool) -> dict:
+    """Train, resume, or reuse a finished run with the same resolved config; return its summary."""
+    same = _same_config(run_dir, cfg)
+    if same and (run_dir / "summary.json").exists():
+        return json.loads((run_dir / "summary.json").read_text())
+    cfg.train.progress = progress
+    resume = same and (run_dir / "checkpoints" / "last.pt").exists()
+    return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume)
+
+
+def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann",
+                   results: str | Path = "docs/results/dann.md", quick: bool = False,
+                   only: str | None = None, select: str = "dev", config_dir: str | Path = "configs/dann",
+                   data_root: str | None = None, progress: bool = True, command: str = "") -> Path:
+    """Run the benchmark rows matching ``only`` (a glob on row names) and write the results."""
+    t0 = time.perf_counter()
+    config_dir, out_dir = Path(config_dir), Path(out_dir) / ("quick" if quick else "full")
+    rows = [r for r in ROWS if only is None or fnmatch.fnmatch(r.name, only)]
+    if not rows:
+        raise ValueError(f"no benchmark row matches {only!r}; rows: {', '.join(r.name for r in ROWS)}")
+    data: dict[str, dict] = {}
+    for row in rows:
+        cells: dict[str, list[dict]] = {}
+        for label, (fname, extra) in row.configs.items():
+            for seed in seeds:
+                over = [*extra, f"train.seed={seed}", f"selection.criterion={select}"]
+                if quick:
+                    over += row.quick
+                cfg = _resolve(config_dir, fname, over)
+                cfg.name = f"{label.replace(' ', '_')}-s{seed}"
+                summary = _run(cfg, out_dir / row.name / cfg.name, data_root, progress)
+                cells.setdefault(label, []).append(summary)
+        data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": cells}
+    wall = time.perf_counter() - t0
+    return _write(data, rows, seeds, results, quick, select, command, wall)
+
+
+def _cell(runs: list[dict], path: str, digits: int = 3) -> tuple[str, list[float]]:
+    vals = [v for r in runs if (v := _lookup(r, path)) is not None]
+    return (fmt_mean_std(vals, digits) if vals else "n/a"), vals
+
+
+def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, wall) -> Path:
+    results = Path(results)
+    lines = [
+        "# DANN benchmark" + (" (quick, reduced size: not comparable with the paper)" if quick else ""),
+        "", "Generated by a benchmark command; do not edit by hand.", "",
+        f"- command: `{command or 'gradversary bench dann'}`",
+        f"- commit: `{git_commit()}`",
+        f"- seeds: {', '.join(map(str, seeds))}",
+        f"- wall time of this invocation: {wall:.0f} s (runs reused from earlier invocations are not re-timed)",
+        f"- versions: Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.machine()}",
+        "",
+        "Target-domain test accuracy, mean ± std over seeds. **DANN (selected)** is the checkpoint "
+        f"chosen without target labels by `{select}` on 10% of the source held out; *last* is the "
+        "final step; *oracle* is the best evaluation on target labels, an upper bound that is "
+        "not an honest figure. Source-only and train-on-target are their last step.", "",
+    ]
+    header = ["task", "source-only", "DANN (selected)", "DANN last", "DANN oracle",
+              "train on target", "paper: source-only / DANN", "time / DANN run (s)"]
+    for group, title in _GROUP_TITLES.items():
+        grows = [r for r in rows if r.group == group]
+        if not grows:
+            continue
+        table, dann_avg, so_avg, wins = [], [], [], 0
+        for row in grows:
+            runs = data[row.name]["runs"]
+            so, so_v = _cell(runs.get("source-only", []), "final/target_test_acc")
+            sel, sel_v = _cell(runs.get("DANN", []), "selection/metrics/target_test_acc")
+            last, _ = _cell(runs.get("DANN", []), "final/target_test_acc")
+            orc, _ = _cell(runs.get("DANN", []), "oracle/target_test_acc")
+            tot, _ = _cell(runs.get("train on target", []), "final/target_test_acc")
+            tm, _ = _cell(runs.get("DANN", []), "wall_time_s", 0)
+            paper = " / ".join(f"{row.paper[k]:.3f}" if k in row.paper else "–"
+                               for k in ("source-only", "DANN"))
+            table.append([row.title, so, sel, last, orc, tot if "train on target" in row.configs else "–",
+                          paper, tm])
+            if sel_v and so_v:
+                dann_avg.append(mean_std(sel_v)[0])
+                so_avg.append(mean_std(so_v)[0])
+                wins += mean_std(sel_v)[0] > mean_std(so_v)[0]
+        lines += [f"## {title}", "", markdown_table(header, table)]
+        if len(dann_avg) > 1:
+            lines += [f"Average over {len(dann_avg)} rows: source-only {sum(so_avg) / len(so_avg):.3f}, "
+                      f"DANN (selected) {sum(dann_avg) / len(dann_avg):.3f}; DANN ahead on "
+                      f"{wins} of {len(dann_avg)}.", ""]
+    atomic_write_text(results, "\n".join(lines) + "\n")
+    atomic_write_text(results.with_suffix(".json"), json.dumps(
+        {"seeds": list(seeds), "quick": quick, "select": select, "rows": data}, indent=1) + "\n")
+    return results
