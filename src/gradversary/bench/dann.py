@@ -141,11 +141,13 @@ def _run(cfg, run_dir: Path, data_root: str | None, progress: bool) -> dict:
 def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann",
                    results: str | Path = "docs/results/dann.md", quick: bool = False,
                    only: str | None = None, select: str = "dev", config_dir: str | Path = "configs/dann",
-                   data_root: str | None = None, progress: bool = True, command: str = "") -> Path:
-    """Run the benchmark rows matching ``only`` (a glob on row names) and write the results."""
+                   data_root: str | None = None, progress: bool = True, command: str = "",
+                   rows: Sequence[Row] | None = None) -> Path:
+    """Run the benchmark rows (default :data:`ROWS`) matching ``only`` (a glob on row names)
+    and write the results."""
     t0 = time.perf_counter()
     config_dir, out_dir = Path(config_dir), Path(out_dir) / ("quick" if quick else "full")
-    rows = [r for r in ROWS if only is None or fnmatch.fnmatch(r.name, only)]
+    rows = [r for r in (ROWS if rows is None else rows) if only is None or fnmatch.fnmatch(r.name, only)]
     if not rows:
         raise ValueError(f"no benchmark row matches {only!r}; rows: {', '.join(r.name for r in ROWS)}")
     data: dict[str, dict] = {}

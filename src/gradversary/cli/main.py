@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", choices=["dann"], help="benchmark suite")
     p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
     p.add_argument("--seeds", type=_seed_list, default=None,
-                   help="N (seeds 0..N-1) or a list such as 0,2 (default 3; 1 with --quick)")
+                   help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, "
+                        "(default 3; 1 with --quick)")
     p.add_argument("--only", default=None, help="glob on row names, e.g. 'amazon_*' or mnist_mnistm")
     p.add_argument("--select", default="dev", choices=["dev", "iwcv", "source_val"],
                    help="checkpoint selection criterion (no target labels)")
@@ -74,11 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _seed_list(text: str) -> list[int]:
     """``3`` -> [0, 1, 2]; ``0,2`` -> [0, 2]."""
     try:
-        if "," in text:
-            return [int(t) for t in text.split(",") if t.strip()]
-        return list(range(int(text)))
+        seeds = ([int(t) for t in text.split(",") if t.strip()] if "," in text
+                 else list(range(int(text))))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N or a list like 0,2; got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seeds: give N >= 1, or a list like 0, or 0,2")
+    return seeds
 
 
 def _cmd_list(args) -> int:

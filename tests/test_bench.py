@@ -1,0 +1,40 @@
+import json
+
+import pytest
+import yaml
+
+from gradversary.bench.dann import ROWS, Row, run_dann_bench
+
+
+def test_bench_rows_reference_existing_configs():
+    from pathlib import Path
+
+    cfg_dir = Path(__file__).resolve().parents[1] / "configs" / "dann"
+    for row in ROWS:
+        for fname, _ in row.configs.values():
+            assert (cfg_dir / fname).exists(), fname
+
+
+def test_bench_writes_table_and_reuses_finished_runs(tmp_path):
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    base = {"model": {"name": "mlp", "hidden": [8]}, "data": {"name": "moons"},
+            "train": {"steps": 20, "eval_every": 10, "batch_size": 32}}
+    (cfgs / "m.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "dann"}}))
+    (cfgs / "m_so.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}}))
+    row = Row("toy", "Toy moons", {"source-only": ("m_so.yaml", []), "DANN": ("m.yaml", []),
+                                   "train on target": ("m_so.yaml", ["data.angle=0"])},
+              {"DANN": 0.9}, ["train.steps=10"], "digits")
+    res = tmp_path / "r.md"
+    kw = dict(out_dir=tmp_path / "runs", results=res, config_dir=cfgs, rows=[row], progress=False)
+    run_dann_bench([0, 1], **kw)
+    text = res.read_text()
+    assert "Toy moons" in text and "oracle" in text and "seeds: 0, 1" in text
+    data = json.loads(res.with_suffix(".json").read_text())
+    runs = data["rows"]["toy"]["runs"]
+    assert len(runs["DANN"]) == 2 and runs["DANN"][0]["selection"]["criterion"] == "dev"
+    stamp = (tmp_path / "runs" / "full" / "toy" / "DANN-s0" / "summary.json").stat().st_mtime_ns
+    run_dann_bench([0, 1], **kw)  # everything reused: no run is trained again
+    assert (tmp_path / "runs" / "full" / "toy" / "DANN-s0" / "summary.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="no benchmark row"):
+        run_dann_bench([0], only="nothing*", **kw)
