@@ -76,7 +76,7 @@ def moons_dann() -> Recipe:
             "batches of 256, Adam, faster LR decay, weight averaging (EMA 0.99: 0.964 / 0.950). "
             "DANN on this toy occasionally lands in a partial alignment (target accuracy ~0.76); "
             "the standard deviation shows it.",
-            "domain_acc is the domain classifier's balanced accuracy on source vs target test "
+            "domain acc is the domain classifier's balanced accuracy on source vs target test "
             "points (0.5: indistinguishable). Source-only has no domain classifier.",
             "The main figures are the last step's (as in the paper; no target labels are used). "
             "10% of the source (30 points) is held out for checkpoint selection by Deep Embedded "
