@@ -78,3 +78,27 @@ def test_console_script_module_entry(tmp_path, env_src):
     proc = subprocess.run([sys.executable, "-m", "gradversary.cli.main", "list"], env=env_src,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "dann" in proc.stdout
+
+
+def test_cli_shift_between_specs_files_and_in_feature_space(tmp_path, capsys):
+    import numpy as np
+
+    assert main(["shift", "moons:source", "moons:target", "--classifier", "mlp", "--json"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert main(["shift", "moons:source", "moons(seed=3):source", "--classifier", "mlp", "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert rotated["pad"] > same["pad"] + 0.3
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", x=rng.normal(size=(400, 3)))
+    np.savez(tmp_path / "b.npz", x=rng.normal(size=(400, 3)) + 3)
+    assert main(["shift", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pad"] > 1.9
+    assert main(["shift", "moons:nowhere", "moons:target"]) == 2
+    assert "unknown part" in capsys.readouterr().err
+    # in the feature space of a trained run
+    cfg = _write_cfg(tmp_path)
+    assert main(["train", str(cfg), "--no-progress"]) == 0
+    capsys.readouterr()
+    run = tmp_path / "runs" / "dann-moons-s0"
+    assert main(["shift", "moons:source", "moons:target", "--features", str(run), "--json"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["pad"] <= 2.0

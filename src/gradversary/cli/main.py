@@ -68,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-dir", default="configs/dann", help="folder of the row configs")
     _add_common(p)
 
+    p = sub.add_parser("shift", help="proxy A-distance between two samples (a shift monitor)")
+    p.add_argument("a", help="FILE.npz or NAME[(opt=value,...)]:PART, e.g. digits:source")
+    p.add_argument("b", help="the same for the second sample, e.g. digits:target")
+    p.add_argument("--key", default=None, help="array name inside .npz files")
+    p.add_argument("--features", default=None, metavar="RUN_DIR",
+                   help="measure in the feature space of this run's trained model")
+    p.add_argument("--max", type=int, default=5000, help="examples per sample (subsampled)")
+    p.add_argument("--classifier", choices=["linear", "mlp"], default="linear",
+                   help="domain classifier: linear (the paper's PAD) or a small MLP")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_common(p)
+
     sub.add_parser("list", help="list registered methods, models, datasets, schedules and recipes")
     return parser
 
@@ -177,8 +190,37 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_shift(args) -> int:
+    from ..bench.shift import load_sample, measure_shift
+
+    a = load_sample(args.a, args.data_root, args.key)
+    b = load_sample(args.b, args.data_root, args.key)
+    features = None
+    if args.features:
+        from ..engine import Trainer, load_checkpoint, resolve_config
+
+        run_dir = Path(args.features)
+        if not (run_dir / "config.yaml").is_file():
+            raise GradversaryError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+        cfg = resolve_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        cfg.train.progress = False
+        trainer = Trainer(cfg, run_dir=run_dir, data_root=args.data_root)
+        trainer.load_state_dict(load_checkpoint(trainer.ckpt_path))
+        trainer.method.eval()
+        features = trainer.method.model.features
+    r = measure_shift(a, b, features, args.max, args.seed, args.classifier)
+    if args.json:
+        print(json.dumps({"pad": r.pad, "error": r.error, "n_a": r.n_a, "n_b": r.n_b}))
+    else:
+        space = (f"features of {args.features}" if args.features else "inputs") + f", {args.classifier}"
+        print(f"proxy A-distance ({space}): {r.pad:.3f}   "
+              f"(domain classifier error {r.error:.3f}; n = {r.n_a} / {r.n_b}; "
+              "0 = indistinguishable, 2 = fully separable)")
+    return 0
+
+
 COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _cmd_run,
-            "bench": _cmd_bench}
+            "bench": _cmd_bench, "shift": _cmd_shift}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["fit_logistic", "standardize"]
+__all__ = ["fit_logistic", "fit_mlp", "standardize"]
 
 
 def standardize(*xs: Tensor) -> list[Tensor]:
@@ -42,3 +42,26 @@ def fit_logistic(x: Tensor, y: Tensor, weight_decay: float = 1e-3, max_iter: int
 
     opt.step(closure)
     return w.detach(), b.detach()
+
+
+def fit_mlp(x: Tensor, y: Tensor, hidden: int = 64, steps: int = 300, weight_decay: float = 1e-3,
+            seed: int = 0):
+    """A one-hidden-layer domain classifier (full-batch Adam), for shifts a linear one misses
+    (a rotation about the mean, say). Returns a function mapping (N, F) to logits (N,)."""
+    g = torch.Generator().manual_seed(seed)
+    w1 = (torch.randn(x.shape[1], hidden, generator=g) / x.shape[1] ** 0.5).requires_grad_()
+    b1 = torch.zeros(hidden, requires_grad=True)
+    w2 = (torch.randn(hidden, generator=g) / hidden ** 0.5).requires_grad_()
+    b2 = torch.zeros((), requires_grad=True)
+    params = [w1, b1, w2, b2]
+    opt = torch.optim.Adam(params, lr=1e-2, weight_decay=weight_decay)
+    x, y = x.detach().float(), y.detach().float()
+
+    def f(z: Tensor) -> Tensor:
+        return torch.relu(z.float() @ w1 + b1) @ w2 + b2
+
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(f(x), y).backward()
+        opt.step()
+    return lambda z: f(z).detach()

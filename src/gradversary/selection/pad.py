@@ -7,8 +7,10 @@ NIPS 2006; used in Ganin et al., JMLR 2016, section 5.1.4:
 
 where err is the held-out error of a classifier trained to separate the two samples. PAD is
 near 0 for indistinguishable samples and near 2 for separable ones (it is clipped to [0, 2]).
-The paper uses a linear SVM; here the classifier is L2-regularised logistic regression on
-standardised features, trained on half of each sample and tested on the other half.
+The paper uses a linear SVM; here the classifier is L2-regularised logistic regression
+(``classifier="linear"``) or a one-hidden-layer MLP (``"mlp"``, for shifts with equal means
+such as a rotation), on standardised features, trained on half of each sample and tested on the
+other half.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .domain_classifier import fit_logistic, standardize
+from .domain_classifier import fit_logistic, fit_mlp, standardize
 
 __all__ = ["PADResult", "proxy_a_distance"]
 
@@ -34,7 +36,7 @@ class PADResult:
 
 
 def proxy_a_distance(a: Tensor, b: Tensor, seed: int = 0, max_per_domain: int | None = 5000,
-                     weight_decay: float = 1e-3) -> PADResult:
+                     weight_decay: float = 1e-3, classifier: str = "linear") -> PADResult:
     """The proxy A-distance between samples ``a`` and ``b``.
 
     Args:
@@ -42,6 +44,7 @@ def proxy_a_distance(a: Tensor, b: Tensor, seed: int = 0, max_per_domain: int | 
         seed: seeds the subsampling and the train/test halves.
         max_per_domain: subsample each side to at most this many rows (None: all).
         weight_decay: the classifier's L2 penalty.
+        classifier: ``linear`` (the paper's choice) or ``mlp``.
 
     Shape:
         a: (N_a, *), b: (N_b, *) with the same trailing size.
@@ -70,9 +73,17 @@ def proxy_a_distance(a: Tensor, b: Tensor, seed: int = 0, max_per_domain: int | 
     a_tr, b_tr, a_te, b_te = standardize(a_tr, b_tr, a_te, b_te)
     x_tr = torch.cat([a_tr, b_tr])
     y_tr = torch.cat([torch.zeros(len(a_tr)), torch.ones(len(b_tr))])
-    w, bias = fit_logistic(x_tr, y_tr, weight_decay)
-    pred_a = (a_te.double() @ w + bias) > 0
-    pred_b = (b_te.double() @ w + bias) > 0
+    if classifier == "linear":
+        w, bias = fit_logistic(x_tr, y_tr, weight_decay)
+
+        def score(z):
+            return z.double() @ w + bias
+    elif classifier == "mlp":
+        score = fit_mlp(x_tr, y_tr, weight_decay=weight_decay, seed=seed)
+    else:
+        raise ValueError(f"classifier must be 'linear' or 'mlp', got {classifier!r}")
+    pred_a = score(a_te) > 0
+    pred_b = score(b_te) > 0
     # balanced error, so unequal sample sizes do not bias PAD
     err = 0.5 * (pred_a.double().mean() + (~pred_b).double().mean())
     err = float(err)
