@@ -279,7 +279,7 @@ def test_amazon_unknown_domain_and_options():
     with pytest.raises(ConfigError, match="unknown domain 'music'"):
         create_task("amazon", target="music")
     with pytest.raises(ConfigError, match="'raw'"):
-        create_task("amazon", features="msda")
+        create_task("amazon", features="bow")
     cfg = from_dict(amazon_mod.AmazonConfig, {"source": "e", "target": "D"})
     assert (cfg.source, cfg.target) == ("electronics", "dvd")
 
@@ -358,3 +358,16 @@ def test_root_given_as_a_copy_directory_works(tmp_path):
     shutil.copy(_need(office_mod.FILE) / office_mod.FILE, tmp_path / office_mod.FILE)
     task = create_task("office_caltech", root=str(tmp_path), source="W", target="D")
     assert len(task.source) == 295 and len(task.target) == 157
+
+
+@pytest.mark.slow
+def test_amazon_msda_features_are_30000_d_and_cached(tmp_path, monkeypatch):
+    if not DATA.is_dir():
+        pytest.skip(f"no shared data at {DATA}")
+    monkeypatch.setenv("GRADVERSARY_CACHE", str(tmp_path))
+    task = create_task("amazon", root=DATA, source="books", target="kitchen", features="msda")
+    assert task.source.x.shape == (2000, 30000)
+    assert task.eval["target_test"].x.shape[1] == 30000
+    assert torch.equal(task.source.x[:, :5000], create_task("amazon", root=DATA, source="books",
+                                                            target="kitchen").source.x)
+    assert len(list((tmp_path / "msda").glob("*.pt"))) == 1

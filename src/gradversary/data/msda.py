@@ -22,15 +22,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["msda_fit", "msda_transform"]
+__all__ = ["msda_fit", "msda_transform", "msda_cached"]
 
 
 def _layer(x: Tensor, noise: float, reg: float) -> Tensor:
-    """W (d, d + 1) for inputs x (n, d), in float64."""
+    """W (d, d + 1) for inputs x (n, d); the scatter matrix in x's dtype, the solve in float64."""
     n, d = x.shape
     xb = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)          # (n, d + 1)
-    s = xb.T @ xb                                                     # (d + 1, d + 1)
-    q = torch.full((d + 1,), 1.0 - noise, dtype=x.dtype)
+    s = (xb.T @ xb).double()                                          # (d + 1, d + 1)
+    q = torch.full((d + 1,), 1.0 - noise, dtype=torch.float64)
     q[-1] = 1.0
     qmat = s * torch.outer(q, q)
     qmat.diagonal().copy_(s.diagonal() * q)
@@ -40,7 +40,8 @@ def _layer(x: Tensor, noise: float, reg: float) -> Tensor:
     return torch.linalg.solve(qmat, p.T).T
 
 
-def msda_fit(x: Tensor, noise: float = 0.5, layers: int = 5, reg: float = 1e-5) -> list[Tensor]:
+def msda_fit(x: Tensor, noise: float = 0.5, layers: int = 5, reg: float = 1e-5,
+             dtype: torch.dtype = torch.float64) -> list[Tensor]:
     """Learn the mSDA layers on inputs x (source and target together).
 
     Args:
@@ -48,16 +49,18 @@ def msda_fit(x: Tensor, noise: float = 0.5, layers: int = 5, reg: float = 1e-5) 
         noise: the corruption (drop) probability p.
         layers: number of stacked layers.
         reg: ridge added to the diagonal of Q.
+        dtype: precision of the large matrix products (float32 halves the time; the linear
+            solve is always in float64).
 
     Returns:
-        the layer weights, each (d, d + 1), float64.
+        the layer weights, each (d, d + 1), in ``dtype``.
     """
     if not 0.0 <= noise < 1.0:
         raise ValueError(f"noise must be in [0, 1), got {noise}")
-    h = x.double()
+    h = x.to(dtype)
     ws = []
     for _ in range(layers):
-        w = _layer(h, noise, reg)
+        w = _layer(h, noise, reg).to(dtype)
         ws.append(w)
         h = torch.tanh(torch.cat([h, torch.ones(len(h), 1, dtype=h.dtype)], 1) @ w.T)
     return ws
@@ -73,10 +76,35 @@ def msda_transform(x: Tensor, ws: list[Tensor], chunk: int = 4096) -> Tensor:
     """
     outs = []
     for i in range(0, len(x), chunk):
-        h = x[i:i + chunk].double()
+        h = x[i:i + chunk].to(ws[0].dtype) if ws else x[i:i + chunk]
         parts = [h]
         for w in ws:
             h = torch.tanh(torch.cat([h, torch.ones(len(h), 1, dtype=h.dtype)], 1) @ w.T)
             parts.append(h)
         outs.append(torch.cat(parts, 1).float())
     return torch.cat(outs)
+
+
+def msda_cached(x_fit: Tensor, key: str, noise: float, layers: int, cache_dir=None) -> list[Tensor]:
+    """:func:`msda_fit` in float32, cached on disk under ``cache_dir`` (default
+    ``$GRADVERSARY_CACHE`` or ``~/.cache/gradversary``) by ``key`` and the settings."""
+    import hashlib
+    import os
+    import tempfile
+    from pathlib import Path
+
+    base = Path(cache_dir or os.environ.get("GRADVERSARY_CACHE") or Path.home() / ".cache" / "gradversary")
+    digest = hashlib.sha256(f"{key}|{noise}|{layers}|{tuple(x_fit.shape)}".encode()).hexdigest()[:16]
+    path = base / "msda" / f"{digest}.pt"
+    if path.exists():
+        try:
+            return list(torch.load(path, weights_only=True))
+        except Exception:  # a damaged cache entry is recomputed
+            path.unlink(missing_ok=True)
+    ws = msda_fit(x_fit, noise, layers, dtype=torch.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        torch.save(ws, f)
+    os.replace(tmp, path)
+    return ws
