@@ -102,3 +102,16 @@ def test_cli_shift_between_specs_files_and_in_feature_space(tmp_path, capsys):
     run = tmp_path / "runs" / "dann-moons-s0"
     assert main(["shift", "moons:source", "moons:target", "--features", str(run), "--json"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out)["pad"] <= 2.0
+
+
+def test_cli_analyze_two_runs_writes_pad_table_and_plot(tmp_path, capsys):
+    cfg = _write_cfg(tmp_path)
+    assert main(["train", str(cfg), "--no-progress", "method.name=erm", "name=so"]) == 0
+    assert main(["train", str(cfg), "--no-progress", "name=da"]) == 0
+    runs = tmp_path / "runs"
+    assert main(["analyze", str(runs / "so"), str(runs / "da"), "--embedding", "pca",
+                 "--max-points", "200", "--out", str(tmp_path / "an")]) == 0
+    text = (tmp_path / "an" / "analysis.md").read_text()
+    assert "raw inputs" in text and "`so` (erm)" in text and "`da` (dann)" in text
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "an" / "features.png").exists()

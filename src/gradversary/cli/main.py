@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_common(p)
 
+    p = sub.add_parser("analyze", help="PAD and t-SNE of trained runs' features (source vs target)")
+    p.add_argument("run_dirs", nargs="+", help="run directories, e.g. source-only then DANN")
+    p.add_argument("--out", default=None, help="output folder (default: the first run's)")
+    p.add_argument("--max-points", type=int, default=1000, help="test points per domain")
+    p.add_argument("--embedding", choices=["tsne", "pca"], default="tsne")
+    p.add_argument("--data-root", default=None, help="dataset folder")
+
     sub.add_parser("list", help="list registered methods, models, datasets, schedules and recipes")
     return parser
 
@@ -219,8 +226,18 @@ def _cmd_shift(args) -> int:
     return 0
 
 
+def _cmd_analyze(args) -> int:
+    from ..bench.analyze import analyze_runs
+
+    path = analyze_runs(args.run_dirs, args.out, args.data_root, args.max_points,
+                        embedding=args.embedding)
+    print(Path(path).read_text())
+    print(f"written: {path}")
+    return 0
+
+
 COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _cmd_run,
-            "bench": _cmd_bench, "shift": _cmd_shift}
+            "bench": _cmd_bench, "shift": _cmd_shift, "analyze": _cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:
