@@ -38,3 +38,32 @@ def test_bench_writes_table_and_reuses_finished_runs(tmp_path):
     assert (tmp_path / "runs" / "full" / "toy" / "DANN-s0" / "summary.json").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="no benchmark row"):
         run_dann_bench([0], only="nothing*", **kw)
+
+
+def test_bench_grid_search_picks_by_reverse_validation_and_caches(tmp_path):
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    base = {"model": {"name": "mlp", "hidden": [8]}, "data": {"name": "moons"},
+            "train": {"steps": 30, "eval_every": 15, "batch_size": 32}}
+    (cfgs / "m.yaml").write_text(yaml.safe_dump({**base, "method": {
+        "name": "dann", "lambda_schedule": {"name": "constant", "value": 0.1}}}))
+    (cfgs / "m_so.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}}))
+    grid = {"method.lambda_schedule.value": [0.0, 0.5], "model.hidden": [[4], [8]]}
+    row = Row("toy", "Toy", {"source-only": ("m_so.yaml", []), "DANN": ("m.yaml", [])},
+              group="amazon", grid=grid)
+    kw = dict(out_dir=tmp_path / "runs", results=tmp_path / "r.md", config_dir=cfgs, rows=[row],
+              progress=False)
+    run_dann_bench([0], **kw)
+    data = json.loads((tmp_path / "r.json").read_text())
+    g = data["rows"]["toy"]["runs"]["DANN"][0]["grid"]
+    assert len(g["scores"]) == 4 and g["criterion"] == "reverse validation"
+    best = max(g["scores"], key=lambda r: (r["reverse_acc"], r["source_val_acc"]))
+    assert g["overrides"] == best["overrides"]
+    saved = yaml.safe_load((tmp_path / "runs" / "full" / "toy" / "DANN-s0" / "config.yaml").read_text())
+    chosen = dict(o.split("=", 1) for o in g["overrides"])
+    assert saved["method"]["lambda_schedule"]["value"] == json.loads(chosen["method.lambda_schedule.value"])
+    assert saved["model"]["hidden"] == json.loads(chosen["model.hidden"])
+    cache = tmp_path / "runs" / "full" / "toy" / "grid-s0.json"
+    stamp = cache.stat().st_mtime_ns
+    run_dann_bench([0], **kw)
+    assert cache.stat().st_mtime_ns == stamp

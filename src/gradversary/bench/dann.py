@@ -45,6 +45,9 @@ class Row:
         paper: label -> the paper's figure.
         quick: overrides applied with ``--quick``.
         group: table the row belongs to.
+        grid: DANN hyper-parameter grid, override key -> values; each seed picks its setting
+            by reverse validation (no target labels) before the DANN run.
+        quick_grid: the grid used with ``--quick``.
     """
 
     name: str
@@ -53,6 +56,8 @@ class Row:
     paper: dict[str, float] = field(default_factory=dict)
     quick: list[str] = field(default_factory=list)
     group: str = "digits"
+    grid: dict[str, list] = field(default_factory=dict)
+    quick_grid: dict[str, list] = field(default_factory=dict)
 
 
 _DIGITS_QUICK = ["train.steps=1500", "train.eval_every=500", "data.max_source=10000",
@@ -68,6 +73,11 @@ def _digits(name, title, src, tgt, paper) -> Row:
 
 
 _AMAZON = {"b": "books", "d": "dvd", "e": "electronics", "k": "kitchen"}
+# The paper's grid for the shallow DANN (section 5.1.3): lambda from 9 log-spaced values in
+# [0.01, 1], hidden layer of 50 or 100 units, chosen by reverse validation.
+_AMAZON_GRID = {"method.lambda_schedule.value": [round(10 ** (-2 + k / 4), 4) for k in range(9)],
+                "model.hidden": [[50], [100]]}
+_AMAZON_QUICK_GRID = {"method.lambda_schedule.value": [0.01, 0.1, 1.0]}
 # Table 1 of the paper, raw features: (DANN, NN)
 _AMAZON_PAPER = {"bd": (.784, .790), "be": (.733, .747), "bk": (.779, .778), "db": (.723, .720),
                  "de": (.754, .732), "dk": (.783, .778), "eb": (.713, .709), "ed": (.738, .733),
@@ -80,7 +90,8 @@ def _amazon(pair: str) -> Row:
     return Row(f"amazon_{pair}", f"Amazon {s} → {t}", {
         "source-only": (f"amazon_{pair}_source_only.yaml", []),
         "DANN": (f"amazon_{pair}.yaml", []),
-    }, {"source-only": nn, "DANN": dann}, ["train.steps=600", "train.eval_every=200"], "amazon")
+    }, {"source-only": nn, "DANN": dann}, ["train.steps=600", "train.eval_every=200"], "amazon",
+        grid=_AMAZON_GRID, quick_grid=_AMAZON_QUICK_GRID)
 
 
 # Table 1 of the paper, mSDA features: (DANN, NN)
@@ -176,13 +187,59 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                 over = [*extra, f"train.seed={seed}", f"selection.criterion={select}"]
                 if quick:
                     over += row.quick
+                grid = row.quick_grid if quick else row.grid
+                chosen = None
+                if grid and label == "DANN":
+                    chosen = _grid_search(config_dir, fname, over, grid, seed,
+                                          out_dir / row.name / f"grid-s{seed}.json", data_root)
+                    over = [*over, *chosen["overrides"]]
                 cfg = _resolve(config_dir, fname, over)
                 cfg.name = f"{label.replace(' ', '_')}-s{seed}"
                 summary = _run(cfg, out_dir / row.name / cfg.name, data_root, progress)
+                if chosen:
+                    summary = {**summary, "grid": chosen}
                 cells.setdefault(label, []).append(summary)
         data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": cells}
     wall = time.perf_counter() - t0
     return _write(data, rows, seeds, results, quick, select, command, wall)
+
+
+def _grid_search(config_dir: Path, fname: str, over: list[str], grid: dict[str, list], seed: int,
+                 cache: Path, data_root: str | None) -> dict:
+    """Score every grid point by reverse validation (in memory) and return the best's overrides
+    with all scores. Results are cached in ``cache`` (JSON) for the same config and grid."""
+    import itertools
+
+    from ..engine.trainer import build_task
+    from ..selection.reverse import reverse_validation
+
+    base = _resolve(config_dir, fname, [*over, "selection.criterion=last"])
+    key = json.dumps({"config": base.to_dict(), "grid": grid}, sort_keys=True)
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return saved["result"]
+    task = build_task(base, data_root)
+    scores = []
+    for values in itertools.product(*grid.values()):
+        point = [f"{k}={json.dumps(v)}" for k, v in zip(grid, values)]
+        cfg = _resolve(config_dir, fname, [*over, "selection.criterion=last", *point])
+        cfg.train.progress = False
+
+        def fit(t, cfg=cfg):
+            tr = Trainer(cfg, task=t, persist=False)
+            tr.fit()
+            model = tr.method.eval()
+            return model.predict_logits
+
+        rv = reverse_validation(task, fit, seed=seed)
+        scores.append({"overrides": point, "reverse_acc": rv.reverse_acc,
+                       "source_val_acc": rv.source_val_acc})
+    best = max(scores, key=lambda r: (r["reverse_acc"], r["source_val_acc"]))
+    result = {"overrides": best["overrides"], "criterion": "reverse validation", "scores": scores}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache, json.dumps({"key": key, "result": result}, indent=1) + "\n")
+    return result
 
 
 def _cell(runs: list[dict], path: str, digits: int = 3) -> tuple[str, list[float]]:
@@ -231,6 +288,13 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
                 so_avg.append(mean_std(so_v)[0])
                 wins += mean_std(sel_v)[0] > mean_std(so_v)[0]
         lines += [f"## {title}", "", markdown_table(header, table)]
+        picks = [f"- {row.title}: " + "; ".join(
+            f"seed {seed}: {', '.join(r['grid']['overrides'])}"
+            for seed, r in zip(seeds, data[row.name]["runs"].get("DANN", [])) if "grid" in r)
+            for row in grows if row.grid or row.quick_grid]
+        if any(p.split(": ", 1)[1] for p in picks):
+            lines += ["DANN hyper-parameters chosen by reverse validation (no target labels):", "",
+                      *picks, ""]
         if len(dann_avg) > 1:
             lines += [f"Average over {len(dann_avg)} rows: source-only {sum(so_avg) / len(so_avg):.3f}, "
                       f"DANN (selected) {sum(dann_avg) / len(dann_avg):.3f}; DANN ahead on "
