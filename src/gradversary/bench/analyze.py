@@ -15,29 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import yaml
 
-from ..engine.checkpoint import load_checkpoint
-from ..engine.config import resolve_config
 from ..engine.trainer import Trainer
-from ..errors import GradversaryError
 from ..io import atomic_write_text
 from ..report.markdown import markdown_table
 from ..report.plots import feature_embedding_plot
 from ..selection.pad import proxy_a_distance
 
 __all__ = ["analyze_runs"]
-
-
-def _load(run_dir: Path, data_root: str | None) -> Trainer:
-    if not (run_dir / "config.yaml").is_file():
-        raise GradversaryError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-    cfg = resolve_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    cfg.train.progress = False
-    tr = Trainer(cfg, run_dir=run_dir, data_root=data_root)
-    tr.load_state_dict(load_checkpoint(tr.ckpt_path))
-    tr.method.eval()
-    return tr
 
 
 @torch.no_grad()
@@ -52,7 +37,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
                  embedding: str = "tsne") -> Path:
     """Write ``analysis.md`` and ``features.png`` (under ``out``, default the first run's
     folder) and return the Markdown path."""
-    trainers = [_load(Path(d), data_root) for d in run_dirs]
+    trainers = [Trainer.from_run_dir(d, data_root) for d in run_dirs]
     task = trainers[0].task
     src = task.eval.get("source_test", task.source)
     tgt = task.eval.get("target_test", task.target)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..config import parse_value
 from ..data.registry import create_task
-from ..engine.trainer import _LazyRoot
+from ..data.root import LazyRoot
 from ..errors import DataError
 from ..selection.pad import PADResult, proxy_a_distance
 
@@ -61,7 +61,7 @@ def load_sample(spec: str, data_root: str | None = None, key: str | None = None)
             raise DataError(f"{spec!r}: option {item!r} is not key=value")
         k, v = item.split("=", 1)
         opts[k.strip()] = parse_value(v.strip())
-    task = create_task(m["name"], root=_LazyRoot(data_root), **opts)
+    task = create_task(m["name"], root=LazyRoot(data_root), **opts)
     part = m["part"] or "target"
     parts = {"source": task.source, "target": task.target, **task.eval}
     if part not in parts:

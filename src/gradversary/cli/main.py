@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from ..bench.recipes import RECIPES
 from ..errors import GradversaryError
 
@@ -140,22 +138,14 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from ..engine import Trainer, load_checkpoint, resolve_config
+    from ..engine import Trainer
 
-    run_dir = Path(args.run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise GradversaryError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-    cfg = resolve_config(yaml.safe_load(cfg_path.read_text()))
-    cfg.train.progress = False
-    trainer = Trainer(cfg, run_dir=run_dir, data_root=args.data_root)
-    state = load_checkpoint(trainer.ckpt_path)
-    trainer.load_state_dict(state)
+    trainer = Trainer.from_run_dir(args.run_dir, args.data_root)
     metrics = trainer.evaluate()
     if args.json:
         print(json.dumps({"step": trainer.step, **metrics}, indent=2))
     else:
-        print(f"{run_dir} at step {trainer.step}:")
+        print(f"{args.run_dir} at step {trainer.step}:")
         _print_metrics(metrics)
     return 0
 
@@ -204,17 +194,9 @@ def _cmd_shift(args) -> int:
     b = load_sample(args.b, args.data_root, args.key)
     features = None
     if args.features:
-        from ..engine import Trainer, load_checkpoint, resolve_config
+        from ..engine import Trainer
 
-        run_dir = Path(args.features)
-        if not (run_dir / "config.yaml").is_file():
-            raise GradversaryError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-        cfg = resolve_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        cfg.train.progress = False
-        trainer = Trainer(cfg, run_dir=run_dir, data_root=args.data_root)
-        trainer.load_state_dict(load_checkpoint(trainer.ckpt_path))
-        trainer.method.eval()
-        features = trainer.method.model.features
+        features = Trainer.from_run_dir(args.features, args.data_root).method.model.features
     r = measure_shift(a, b, features, args.max, args.seed, args.classifier)
     if args.json:
         print(json.dumps({"pad": r.pad, "error": r.error, "n_a": r.n_a, "n_b": r.n_b}))

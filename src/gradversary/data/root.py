@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import DataError
 
-__all__ = ["ENV_VAR", "resolve_data_root", "require_file", "sha256sum"]
+__all__ = ["ENV_VAR", "LazyRoot", "resolve_data_root", "require_file", "sha256sum"]
 
 ENV_VAR = "GRADVERSARY_DATA_ROOT"
 _DEFAULTS = (Path("..") / "shared" / "data",)
@@ -78,3 +78,19 @@ def require_file(root: Path, relpath: str, sha256: str | None, source: str) -> P
             )
         _verified[key] = got
     return path
+
+
+class LazyRoot:
+    """Resolves the data root on first use, so embedded datasets need none."""
+
+    def __init__(self, explicit: str | None):
+        self.explicit = explicit
+        self._path: Path | None = None
+
+    def __fspath__(self) -> str:
+        if self._path is None:
+            self._path = resolve_data_root(self.explicit)
+        return str(self._path)
+
+    def __truediv__(self, other: str) -> Path:
+        return Path(self.__fspath__()) / other

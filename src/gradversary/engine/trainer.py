@@ -25,7 +25,7 @@ import yaml
 from torch import Tensor
 
 from ..data.registry import create_task
-from ..data.root import resolve_data_root
+from ..data.root import LazyRoot
 from ..data.sampler import DomainSampler
 from ..data.task import DATask, DomainData
 from ..errors import CheckpointError, ConfigError, DivergenceError
@@ -78,24 +78,8 @@ def build_task(cfg: RunConfig, data_root: str | None = None) -> DATask:
     params = dict(cfg.data)
     name = params.pop("name")
     root_opt = params.pop("root", None) or data_root
-    root = _LazyRoot(root_opt)
+    root = LazyRoot(root_opt)
     return create_task(name, root=root, **params)
-
-
-class _LazyRoot:
-    """Resolves the data root on first use, so embedded datasets need none."""
-
-    def __init__(self, explicit: str | None):
-        self.explicit = explicit
-        self._path: Path | None = None
-
-    def __fspath__(self) -> str:
-        if self._path is None:
-            self._path = resolve_data_root(self.explicit)
-        return str(self._path)
-
-    def __truediv__(self, other: str) -> Path:
-        return Path(self.__fspath__()) / other
 
 
 def build_method(cfg: RunConfig, task: DATask) -> Method:
@@ -215,6 +199,21 @@ class Trainer:
             m = cfg.selection.max_fit
             self._fit_s = self._x_s[torch.randperm(len(self._x_s), generator=g)[:m]]
             self._fit_t = self._x_t[torch.randperm(len(self._x_t), generator=g)[:m]]
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, data_root: str | None = None) -> Trainer:
+        """Rebuild a run from its ``config.yaml`` and load its last checkpoint (eval mode)."""
+        from .config import resolve_config
+
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+        cfg = resolve_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        cfg.train.progress = False
+        trainer = cls(cfg, run_dir=run_dir, data_root=data_root)
+        trainer.load_state_dict(load_checkpoint(trainer.ckpt_path, map_location=trainer.device))
+        trainer.method.eval()
+        return trainer
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
