@@ -371,3 +371,16 @@ def test_amazon_msda_features_are_30000_d_and_cached(tmp_path, monkeypatch):
     assert torch.equal(task.source.x[:, :5000], create_task("amazon", root=DATA, source="books",
                                                             target="kitchen").source.x)
     assert len(list((tmp_path / "msda").glob("*.pt"))) == 1
+
+
+def test_digits_loads_a_users_own_unstaged_files_unverified(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    for name in ("svhn", "syn_numbers"):
+        np.savez(tmp_path / f"{name}.npz",
+                 x_train=rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+                 y_train=rng.integers(0, 10, 20), x_test=rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+                 y_test=rng.integers(0, 10, 8))
+    with caplog.at_level("WARNING"):
+        task = create_task("digits", root=tmp_path, source="syn_numbers", target="svhn", size=32)
+    assert task.source.x.shape == (20, 3, 32, 32) and task.eval["target_test"].x.shape == (8, 3, 32, 32)
+    assert "unverified" in caplog.text

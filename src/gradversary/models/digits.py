@@ -75,3 +75,70 @@ def dann_mnist(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] 
 
 
 dann_mnist.example_in_shape = (3, 28, 28)  # used by the registry smoke test
+
+
+def _conv_features(in_shape: Sequence[int], layers: list[nn.Module], mean) -> tuple[nn.Module, int]:
+    if len(in_shape) != 3:
+        raise ValueError(f"expected (C, H, W) inputs, got {tuple(in_shape)}")
+    c, h, w = (int(s) for s in in_shape)
+    pre: list[nn.Module] = [Normalize(mean)] if mean is not None else []
+    feats = nn.Sequential(*pre, *layers, nn.Flatten())
+    with torch.no_grad():
+        fdim = int(feats(torch.zeros(1, c, h, w)).shape[1])
+    return feats, fdim
+
+
+def _mlp_head(fdim: int, hidden: Sequence[int], num_classes: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = fdim
+    for hd in hidden:
+        layers += [nn.Linear(width, hd), nn.ReLU()]
+        width = hd
+    return nn.Sequential(*layers, nn.Linear(width, num_classes))
+
+
+@dataclass
+class DANNConvConfig:
+    """Args: mean: per-channel mean subtracted in the model (null: none)."""
+
+    mean: list[float] | None = None
+
+
+@MODELS.register("dann_svhn", DANNConvConfig)
+def dann_svhn(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None = None) -> FeatureClassifier:
+    """The DANN SVHN network: conv5x5-64, pool, conv5x5-64, pool, conv5x5-128 | FC3072, FC2048, K.
+
+    Ganin et al., JMLR 2016, Figure 4 (for Syn Numbers -> SVHN, SVHN -> MNIST); its domain
+    head is 1024-1024-1 (``method.disc_hidden: [1024, 1024]``). Pools are 3x3, stride 2.
+
+    Shape:
+        input: (N, 3, 32, 32) in [0, 1]; output: (N, K).
+    """
+    c = int(in_shape[0]) if len(in_shape) == 3 else 0
+    feats, fdim = _conv_features(in_shape, [
+        nn.Conv2d(c, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 128, 5, padding=2), nn.ReLU()], mean)
+    return FeatureClassifier(feats, _mlp_head(fdim, [3072, 2048], num_classes), fdim, num_classes)
+
+
+@MODELS.register("dann_gtsrb", DANNConvConfig)
+def dann_gtsrb(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None = None) -> FeatureClassifier:
+    """The DANN GTSRB network: conv5x5-96, pool, conv3x3-144, pool, conv5x5-256, pool | FC512, K.
+
+    Ganin et al., JMLR 2016, Figure 4 (Syn Signs -> GTSRB, 43 classes, 40x40 inputs); its
+    domain head is 1024-1024-1. Pools are 2x2, stride 2.
+
+    Shape:
+        input: (N, 3, 40, 40) in [0, 1]; output: (N, K).
+    """
+    c = int(in_shape[0]) if len(in_shape) == 3 else 0
+    feats, fdim = _conv_features(in_shape, [
+        nn.Conv2d(c, 96, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(96, 144, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(144, 256, 5), nn.ReLU(), nn.MaxPool2d(2)], mean)
+    return FeatureClassifier(feats, _mlp_head(fdim, [512], num_classes), fdim, num_classes)
+
+
+dann_svhn.example_in_shape = (3, 32, 32)
+dann_gtsrb.example_in_shape = (3, 40, 40)
