@@ -34,15 +34,20 @@ class Normalize(nn.Module):
 @dataclass
 class DANNMNISTConfig:
     """Args: mean: per-channel input mean subtracted in the model (the paper's mean
-    subtraction); head_hidden: the label predictor's hidden layers (the paper: 100, 100)."""
+    subtraction); head_hidden: the label predictor's hidden layers (the paper: 100, 100);
+    batch_norm: BatchNorm after each conv and hidden linear layer (not in the paper; a common
+    stabiliser of DANN ports); dropout: dropout before each hidden linear layer of the head."""
 
     mean: list[float] | None = None
     head_hidden: list[int] | None = None
+    batch_norm: bool = False
+    dropout: float = 0.0
 
 
 @MODELS.register("dann_mnist", DANNMNISTConfig)
 def dann_mnist(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None = None,
-               head_hidden: Sequence[int] | None = None) -> FeatureClassifier:
+               head_hidden: Sequence[int] | None = None, batch_norm: bool = False,
+               dropout: float = 0.0) -> FeatureClassifier:
     """The DANN MNIST network: conv5x5-32, pool, conv5x5-48, pool | FC100, FC100, K.
 
     The features (where the domain classifier attaches) are the flattened second pooling
@@ -51,36 +56,29 @@ def dann_mnist(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] 
     Shape:
         input: (N, C, 28, 28) in [0, 1]; output: (N, K).
     """
-    if len(in_shape) != 3:
-        raise ValueError(f"dann_mnist needs (C, H, W) inputs, got {tuple(in_shape)}")
-    c, h, w = (int(s) for s in in_shape)
-    layers: list[nn.Module] = []
-    if mean is not None:
-        if len(mean) != c:
-            raise ValueError(f"mean has {len(mean)} channels, inputs have {c}")
-        layers.append(Normalize(mean))
-    layers += [nn.Conv2d(c, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
-               nn.Conv2d(32, 48, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
-    feats = nn.Sequential(*layers)
-    with torch.no_grad():
-        fdim = int(feats(torch.zeros(1, c, h, w)).shape[1])
+    c = int(in_shape[0]) if len(in_shape) == 3 else 0
+
+    def bn2(ch):
+        return [nn.BatchNorm2d(ch)] if batch_norm else []
+
+    feats, fdim = _conv_features(in_shape, [
+        nn.Conv2d(c, 32, 5), *bn2(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 48, 5), *bn2(48), nn.ReLU(), nn.MaxPool2d(2)], mean)
     hidden = list(head_hidden) if head_hidden is not None else [100, 100]
-    head: list[nn.Module] = []
-    width = fdim
-    for hd in hidden:
-        head += [nn.Linear(width, hd), nn.ReLU()]
-        width = hd
-    head.append(nn.Linear(width, num_classes))
-    return FeatureClassifier(feats, nn.Sequential(*head), fdim, num_classes)
+    return FeatureClassifier(feats, _mlp_head(fdim, hidden, num_classes, batch_norm, dropout),
+                             fdim, num_classes)
 
 
 dann_mnist.example_in_shape = (3, 28, 28)  # used by the registry smoke test
 
 
 def _conv_features(in_shape: Sequence[int], layers: list[nn.Module], mean) -> tuple[nn.Module, int]:
+    """Normalize (optional), the conv stack, Flatten; and the flattened feature size."""
     if len(in_shape) != 3:
         raise ValueError(f"expected (C, H, W) inputs, got {tuple(in_shape)}")
     c, h, w = (int(s) for s in in_shape)
+    if mean is not None and len(mean) != c:
+        raise ValueError(f"mean has {len(mean)} channels, inputs have {c}")
     pre: list[nn.Module] = [Normalize(mean)] if mean is not None else []
     feats = nn.Sequential(*pre, *layers, nn.Flatten())
     with torch.no_grad():
@@ -88,11 +86,14 @@ def _conv_features(in_shape: Sequence[int], layers: list[nn.Module], mean) -> tu
     return feats, fdim
 
 
-def _mlp_head(fdim: int, hidden: Sequence[int], num_classes: int) -> nn.Sequential:
+def _mlp_head(fdim: int, hidden: Sequence[int], num_classes: int, batch_norm: bool = False,
+              dropout: float = 0.0) -> nn.Sequential:
+    """[Dropout] Linear [BatchNorm] ReLU blocks, then the K-way linear layer."""
     layers: list[nn.Module] = []
     width = fdim
     for hd in hidden:
-        layers += [nn.Linear(width, hd), nn.ReLU()]
+        layers += [*([nn.Dropout(dropout)] if dropout > 0 else []), nn.Linear(width, hd),
+                   *([nn.BatchNorm1d(hd)] if batch_norm else []), nn.ReLU()]
         width = hd
     return nn.Sequential(*layers, nn.Linear(width, num_classes))
 
