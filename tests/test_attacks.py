@@ -1,0 +1,337 @@
+"""Attacks: invariants for every registered attack, known answers on a linear toy, diagnostics.
+
+The toy is a linear classifier on 1x4x4 images, logits = W (x - 1/2), so the decision
+boundaries pass through the centre of the [0, 1] cube. For two classes the loss is
+softplus(-d . (x - 1/2)) with d = w_y - w_other, and its maximiser over the eps-ball within
+[0, 1] is x* = clamp(x - eps sign(d), 0, 1): FGSM finds it in one step, and at eps = 0.5 every
+term of d . (x* - 1/2) is <= 0, so nothing survives.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradversary.attacks import (
+    ATTACKS,
+    PGD,
+    AccuracyTable,
+    create_attack,
+    gradient_masking_checks,
+    list_attacks,
+    random_targets,
+    robust_accuracy,
+    worst_case,
+    worst_class_targets,
+    zero_gradient_share,
+)
+from gradversary.errors import ConfigError
+from gradversary.models.base import FeatureClassifier
+
+torch.set_num_threads(1)
+
+SHAPE = (1, 4, 4)
+# Keep the suite fast: a small query budget for Square, fixed seeds for the random attacks.
+FAST = {"square": {"n_queries": 300, "seed": 0}, "pgd": {"seed": 0}}
+
+
+def linear_toy(k: int = 2, seed: int = 0, noise_from: nn.Module | None = None) -> FeatureClassifier:
+    """logits = W (x - 1/2); with ``noise_from``, a perturbed copy of that model's W."""
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(16, k)
+    with torch.no_grad():
+        w = torch.randn(k, 16, generator=g)
+        if noise_from is not None:
+            w = noise_from.head.weight + 0.2 * w
+        lin.weight.copy_(w)
+        lin.bias.copy_(-0.5 * w.sum(1))
+    return FeatureClassifier(nn.Flatten(), lin, 16, k)
+
+
+def toy_data(model: nn.Module, n: int = 64, seed: int = 1):
+    """Images uniform in [0, 1], a few pixels exactly 0 or 1; labels = the model's predictions."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *SHAPE, generator=g)
+    x[:4, 0, 0, 0], x[4:8, 0, 1, 1] = 0.0, 1.0
+    with torch.no_grad():
+        return x, model(x).argmax(1)
+
+
+def build(name: str, eps: float, model: nn.Module, source: nn.Module | None = None):
+    """Attack ``name``; the transfer attack's surrogate is a perturbed copy of ``model``."""
+    kwargs = dict(FAST.get(name, {}))
+    if name == "transfer":
+        kwargs["source"] = source if source is not None else linear_toy(
+            model.num_classes, seed=7, noise_from=model)
+    return create_attack(name, eps=eps, **kwargs)
+
+
+def test_registry_lists_the_issue_attacks():
+    assert {"fgsm", "ifgsm", "pgd", "square", "transfer"} <= set(list_attacks())
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_perturbation_within_eps_and_image_in_unit_box(name):
+    model = linear_toy(3)
+    x, y = toy_data(model)
+    x_before = x.clone()
+    for eps in (0.03, 0.3):
+        attack = build(name, eps, model)
+        for target in (None, (y + 1) % 3):
+            x_adv = attack(model, x, y, target)
+            assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and not x_adv.requires_grad
+            assert (x_adv - x).abs().max() <= eps + 1e-6
+            assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert torch.equal(x, x_before)  # the input is not modified in place
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_dtype_follows_the_inputs_and_works_under_no_grad(name):
+    x, y = toy_data(linear_toy(2), n=8)
+    model, x = linear_toy(2).double(), x.double()
+    with torch.no_grad():  # an evaluation loop's context must not break gradient attacks
+        x_adv = build(name, 0.1, model, source=linear_toy(2, seed=3).double())(model, x, y)
+    assert x_adv.dtype == torch.float64
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-9
+
+
+def _modes(model: nn.Module) -> list[bool]:
+    return [m.training for m in model.modules()]
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_each_submodules_mode_is_restored(name):
+    model = linear_toy(3).train()
+    model.head.eval()  # a mixed state must come back as it was, not as "all train"
+    source = linear_toy(3, seed=5).train()
+    before, before_src = _modes(model), _modes(source)
+    x, y = toy_data(model, n=8)
+    build(name, 0.1, model, source=source)(model, x, y)
+    assert _modes(model) == before and _modes(source) == before_src
+
+
+class Exploding(nn.Module):
+    """Raises inside forward, after recording the mode it was called in."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(16, 3)
+        self.seen_training = []
+
+    def forward(self, x):
+        self.seen_training.append(self.training)
+        raise RuntimeError("boom in forward")
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_mode_is_restored_when_the_model_raises(name):
+    model = Exploding().train()
+    x, y = torch.rand(4, *SHAPE), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(RuntimeError, match="boom"):
+        build(name, 0.1, model, source=model)(model, x, y)
+    assert model.seen_training == [False]  # the attack ran the model in eval mode
+    assert model.training and model.lin.training
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_parameter_gradients_are_left_alone(name):
+    model, source = linear_toy(3), linear_toy(3, seed=5)
+    model.head.bias.grad = torch.full_like(model.head.bias, 0.25)
+    x, y = toy_data(model, n=16)
+    build(name, 0.1, model, source=source)(model, x, y)
+    assert model.head.weight.grad is None and source.head.weight.grad is None
+    assert torch.equal(model.head.bias.grad, torch.full_like(model.head.bias, 0.25))
+    assert all(p.requires_grad for p in [*model.parameters(), *source.parameters()])
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd"])
+def test_gradient_attacks_reach_the_hand_computed_optimum_on_the_linear_toy(name):
+    model = linear_toy(2)
+    x, y = toy_data(model)
+    eps = 0.1
+    w = model.head.weight.detach()
+    d = w[y] - w[1 - y]  # (N, 16): w_y - w_other
+    x_star = (x.flatten(1) - eps * d.sign()).clamp(0, 1)
+    optimal = F.softplus(-(d * (x_star - 0.5)).sum(1))  # CE(y) = softplus(z_o - z_y)
+    x_adv = build(name, eps, model)(model, x, y)
+    reached = F.cross_entropy(model(x_adv), y, reduction="none").detach()
+    torch.testing.assert_close(reached, optimal, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_adv.flatten(1), x_star, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_robust_accuracy_falls_with_eps_and_reaches_zero(name):
+    model = linear_toy(3)
+    x, y = toy_data(model)
+    accs = [robust_accuracy(model, build(name, eps, model), (x, y), batch_size=32).accuracy
+            for eps in (0.0, 0.05, 0.1, 0.2, 0.5)]
+    assert accs[0] == 1.0 and accs[-1] == 0.0, accs
+    assert all(b <= a for a, b in zip(accs, accs[1:])), accs
+    assert accs[2] < 1.0, accs
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_targeted_attacks_reach_their_target_more_often(name):
+    model = linear_toy(5)
+    x, y = toy_data(model, n=96)
+    target = random_targets(y, 5, torch.Generator().manual_seed(0))
+    attack = build(name, 0.15, model)
+    with torch.no_grad():
+        hit_targeted = (model(attack(model, x, y, target)).argmax(1) == target).float().mean()
+        hit_untargeted = (model(attack(model, x, y)).argmax(1) == target).float().mean()
+    assert hit_targeted > hit_untargeted + 0.1, (hit_targeted, hit_untargeted)
+
+
+class Counting(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+def test_square_succeeds_where_pgd_does_within_its_budget():
+    model = linear_toy(2)
+    x, y = toy_data(model, n=96)
+    eps = 0.1
+    pgd_ok = ~robust_accuracy(model, build("pgd", eps, model), (x, y)).correct
+    assert pgd_ok.float().mean() > 0.3  # an eps where PGD succeeds often, but not always
+    counted = Counting(model)
+    x_adv = create_attack("square", eps=eps, n_queries=200, seed=1)(counted, x, y)
+    assert counted.calls <= 200  # each call queries each still-active example once
+    with torch.no_grad():
+        square_ok = model(x_adv).argmax(1) != y
+    assert square_ok[pgd_ok].float().mean() >= 0.95
+    assert not (square_ok & ~pgd_ok).any()  # PGD is optimal here: Square cannot do better
+
+
+class Sine(nn.Module):
+    def forward(self, x):
+        return torch.sin(x)
+
+
+def test_pgd_restarts_keep_the_worst_point_per_example():
+    # A wiggly model, so that random starts end in different local maxima.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), Sine(), nn.Linear(32, 4))
+    with torch.no_grad():
+        net[1].weight.mul_(20)
+        x = torch.rand(64, *SHAPE)
+        y = net(x).argmax(1)
+
+    def score(x_adv):
+        with torch.no_grad():
+            logits = net(x_adv)
+        return logits.argmax(1) != y, F.cross_entropy(logits, y, reduction="none")
+
+    # Same seed: the first restart is the same run, later ones may only replace it if worse.
+    ok1, loss1 = score(PGD(0.02, steps=3, restarts=1, seed=3)(net, x, y))
+    ok4, loss4 = score(PGD(0.02, steps=3, restarts=4, seed=3)(net, x, y))
+    assert not (ok1 & ~ok4).any()
+    both_fail = ~ok1 & ~ok4
+    assert (loss4[both_fail] >= loss1[both_fail] - 1e-6).all()
+    assert (ok4 & ~ok1).any() or (loss4[both_fail] > loss1[both_fail] + 1e-4).any()
+
+
+def test_gradient_masking_checks_flag_a_masking_table_and_pass_a_healthy_one():
+    healthy = AccuracyTable(
+        clean=0.99, fgsm=0.80, ifgsm=0.62, pgd=0.60, pgd_strong=0.59, square=0.66, transfer=0.85,
+        pgd_by_eps={0.1: 0.85, 0.2: 0.75, 0.3: 0.60, 0.5: 0.02}, zero_gradient_share=0.0,
+    )
+    checks = gradient_masking_checks(healthy)
+    assert all(c.passed for c in checks), [str(c) for c in checks if not c.passed]
+    assert len({c.name for c in checks}) == len(checks) == 9
+
+    masking = dict(  # single-step beats iterative, Square beats PGD, the curve flattens out
+        clean=0.99, fgsm=0.55, ifgsm=0.70, pgd=0.72, pgd_strong=0.80, square=0.20, transfer=0.30,
+        pgd_by_eps={"0.1": 0.70, "0.3": 0.72, "0.5": 0.60}, zero_gradient_share=0.4,
+    )
+    failed = {c.name: c.reason for c in gradient_masking_checks(masking) if c.passed is False}
+    assert set(failed) == {
+        "iterative_not_weaker", "gradient_free_not_stronger", "transfer_not_stronger",
+        "more_steps_not_weaker", "near_zero_at_large_eps", "few_zero_gradients",
+    }, failed
+    assert "above FGSM 55.0%" in failed["iterative_not_weaker"]
+    assert "Square 20.0% is below white-box PGD 72.0%" in failed["gradient_free_not_stronger"]
+
+    sparse = {c.name: c for c in gradient_masking_checks({"clean": 0.9, "fgsm": 0.5})}
+    assert sparse["gradient_free_not_stronger"].passed is None
+    assert sparse["attacks_not_above_clean"].passed is True
+    with pytest.raises(ConfigError, match="did you mean 'square'"):
+        gradient_masking_checks({"clean": 0.9, "sqaure": 0.5})
+    with pytest.raises(ConfigError, match="fractions"):
+        gradient_masking_checks({"clean": 93.3})
+
+
+def test_zero_gradient_share():
+    model = linear_toy(3)
+    x, y = toy_data(model, n=16)
+    assert zero_gradient_share(model, x, y) == 0.0
+    flat = FeatureClassifier(nn.Flatten(), nn.Linear(16, 3), 16, 3)
+    with torch.no_grad():
+        flat.head.weight.zero_()  # logits do not depend on x: every input gradient is zero
+    assert zero_gradient_share(flat, x, y, batch_size=5) == 1.0
+    assert flat.head.weight.grad is None
+
+
+def test_inputs_are_checked():
+    model = linear_toy(2)
+    x, y = toy_data(model, n=4)
+    fgsm = create_attack("fgsm", eps=0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fgsm(model, x * 2 - 0.5, y)
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        fgsm(model, x, y[:, None])
+    with pytest.raises(ValueError, match="integer labels"):
+        fgsm(model, x, y.float())
+    with pytest.raises(ValueError, match="eps"):
+        create_attack("pgd", eps=-0.1)
+    with pytest.raises(ConfigError, match="did you mean 'pgd'"):
+        create_attack("pdg", eps=0.1)
+    with pytest.raises(ConfigError, match="did you mean 'restarts'"):
+        create_attack("pgd", eps=0.1, restart=3)
+    with pytest.raises(ConfigError, match="missing required key.*source"):
+        create_attack("transfer", eps=0.1)
+
+
+def test_target_helpers():
+    model = linear_toy(5).train()
+    x, y = toy_data(model, n=200)
+    worst = worst_class_targets(model, x)
+    assert model.training
+    torch.testing.assert_close(worst, model(x).argmin(1))
+    t = random_targets(y, 5, torch.Generator().manual_seed(0))
+    assert (t != y).all() and t.min() >= 0 and t.max() <= 4
+    for c in range(5):  # every other class is drawn
+        assert set(t[y == c].tolist()) == set(range(5)) - {c}
+
+
+def test_robust_accuracy_batches_masks_and_worst_case():
+    model = linear_toy(3)
+    x, y = toy_data(model, n=40)
+    fgsm, pgd = build("fgsm", 0.1, model), build("pgd", 0.1, model)
+    clean = robust_accuracy(model, None, (x, y))
+    assert clean.accuracy == 1.0 and clean.correct.shape == (40,)
+    by_tensors = robust_accuracy(model, fgsm, (x, y), batch_size=16)
+    by_loader = robust_accuracy(model, fgsm, [(x[i:i + 7], y[i:i + 7]) for i in range(0, 40, 7)])
+    assert torch.equal(by_tensors.correct, by_loader.correct)
+    both = worst_case(by_tensors, robust_accuracy(model, pgd, (x, y)))
+    assert both.accuracy <= by_tensors.accuracy
+    targeted = robust_accuracy(model, fgsm, (x, y), target_fn=lambda m, xb, yb: worst_class_targets(m, xb))
+    assert 0.0 <= targeted.accuracy <= 1.0
+
+
+def test_transfer_uses_the_source_model_only():
+    model, source = linear_toy(3), linear_toy(3, seed=5)
+    x, y = toy_data(model, n=16)
+    transfer = create_attack("transfer", eps=0.1, source=source, attack="fgsm")
+    torch.testing.assert_close(transfer(model, x, y), create_attack("fgsm", eps=0.1)(source, x, y))
+    with pytest.raises(ValueError, match="differs"):
+        create_attack("transfer", eps=0.1, source=source, attack=PGD(0.2))
+    assert "source=<FeatureClassifier>" in repr(copy.copy(transfer))
