@@ -1,6 +1,6 @@
 """gradversary: learning with reversed gradients (DANN, GREAT) in PyTorch."""
 
-from . import data, methods, models  # noqa: F401  (fill the registries)
+from . import attacks, data, methods, models  # noqa: F401  (fill the registries)
 from .functional import grad_reverse, input_gradient
 from .nn import DomainDiscriminator, GradientReversal
 from .schedules import DANNLambda, InverseDecay

@@ -103,13 +103,14 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _cmd_list(args) -> int:
+    from ..attacks import ATTACKS
     from ..data import DATASETS
     from ..methods import METHODS
     from ..models import MODELS
     from ..schedules import SCHEDULES
 
     for title, reg in [("methods", METHODS), ("models", MODELS), ("datasets", DATASETS),
-                       ("schedules", SCHEDULES), ("recipes", RECIPES)]:
+                       ("schedules", SCHEDULES), ("attacks", ATTACKS), ("recipes", RECIPES)]:
         print(f"{title}:")
         for e in reg.entries():
             print(f"  {e.name:<16} {e.summary}")
