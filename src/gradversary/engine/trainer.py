@@ -387,8 +387,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for stale in ("metrics.jsonl", "summary.json", "report.md"):
                 (self.run_dir / stale).unlink(missing_ok=True)
-            if self.ckpt_path.exists():
-                self.ckpt_path.unlink()
+            for stale in (self.ckpt_path, self.best_path):
+                stale.unlink(missing_ok=True)
         if self.writes:
             atomic_write_text(self.run_dir / "config.yaml",
                               yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
