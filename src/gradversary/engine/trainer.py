@@ -455,6 +455,7 @@ class Trainer:
             "steps": self.step,
             "wall_time_s": round(self.wall_time, 3),
             "world_size": self.dist.world_size,
+            "num_classes": self.task.num_classes,
             "final": dict(self.last_eval),
             "selection": {"criterion": self.cfg.selection.criterion,
                           **({"step": self.best["step"], "metrics": self.best["metrics"]}
