@@ -213,7 +213,7 @@ def test_digits_configs_subtract_the_source_training_mean():
         found += 1
         want = means[cfg["data"]["source"]]
         assert np.allclose(cfg["model"]["mean"], want, atol=1e-4), path.name
-    assert found == 6
+    assert found >= 6  # the paper-recipe pairs, plus any variants
 
 
 # --------------------------------------------------------------------------------- amazon
