@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="dataset folder")
 
     p = sub.add_parser("bench", help="run a benchmark table and write docs/results/")
-    p.add_argument("suite", choices=["dann"], help="benchmark suite")
+    p.add_argument("suite", choices=["dann", "great-defense"], help="benchmark suite")
     p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, "
@@ -60,11 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="glob on row names, e.g. 'amazon_*' or mnist_mnistm")
     p.add_argument("--select", default="dev", choices=["dev", "iwcv", "source_val"],
                    help="checkpoint selection criterion (no target labels)")
-    p.add_argument("--out-dir", default="runs/bench/dann", help="where runs are kept (and reused)")
-    p.add_argument("--results", default=None, help="results file (default docs/results/dann.md, "
-                                                    "or dann_quick.md with --quick)")
-    p.add_argument("--config-dir", default="configs/dann", help="folder of the row configs")
+    p.add_argument("--out-dir", default=None, help="where runs are kept (and reused); default "
+                                                    "runs/bench/dann or runs/bench/great_defense")
+    p.add_argument("--results", default=None, help="results file (default docs/results/<suite>.md, "
+                                                    "or <suite>_quick.md with --quick)")
+    p.add_argument("--config-dir", default=None, help="folder of the row configs (default "
+                                                      "configs/dann or configs/great)")
     _add_common(p)
+
+    p = sub.add_parser("attack", help="robustness of a trained run: GREAT's Table 1, PGD, Square, "
+                                      "transfer, worst case and gradient-masking checks")
+    p.add_argument("run_dir", help="a run directory made by train, run or bench")
+    p.add_argument("--eps", type=_float_list, default=None,
+                   help="L-inf radii, comma-separated (default 0.1,0.2,0.3; 0.1,0.3 with --quick)")
+    p.add_argument("--n", type=int, default=None, help="test images (default 1000; 200 with --quick)")
+    p.add_argument("--split", default=None, choices=["target_test", "source_test"],
+                   help="evaluation split (default target_test if the run has it)")
+    p.add_argument("--transfer-from", default=None, metavar="RUN_DIR",
+                   help="source run of the transfer attack (e.g. an independently trained ERM run)")
+    p.add_argument("--quick", action="store_true",
+                   help="small attack budgets (few PGD steps, 100 Square queries): a CPU first look")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsample, targets and starts")
+    p.add_argument("--data-root", default=None, help="dataset folder")
 
     p = sub.add_parser("shift", help="proxy A-distance between two samples (a shift monitor)")
     p.add_argument("a", help="FILE.npz or NAME[(opt=value,...)]:PART, e.g. digits:source")
@@ -88,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list registered methods, models, datasets, schedules and recipes")
     return parser
+
+
+def _float_list(text: str) -> list[float]:
+    """``0.1,0.2`` -> [0.1, 0.2]."""
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.1,0.3; got {text!r}") from None
+    if not vals or any(not 0 <= v <= 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected eps in [0, 1] like 0.1,0.3; got {text!r}")
+    return vals
 
 
 def _seed_list(text: str) -> list[int]:
@@ -176,15 +204,70 @@ def _cmd_run(args) -> int:
 def _cmd_bench(args) -> int:
     from ..bench.dann import run_dann_bench
 
+    if args.suite == "great-defense":
+        return _cmd_bench_great_defense(args)
     results = args.results or ("docs/results/dann_quick.md" if args.quick else "docs/results/dann.md")
     try:
         seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-        path = run_dann_bench(seeds, args.out_dir, results, args.quick, args.only,
-                              args.select, args.config_dir, args.data_root, not args.no_progress,
+        path = run_dann_bench(seeds, args.out_dir or "runs/bench/dann", results, args.quick,
+                              args.only, args.select, args.config_dir or "configs/dann",
+                              args.data_root, not args.no_progress,
                               command="gradversary " + " ".join(sys.argv[1:]))
     except ValueError as e:
         raise GradversaryError(str(e)) from None
     print(Path(path).read_text())
+    return 0
+
+
+def _cmd_bench_great_defense(args) -> int:
+    from ..bench.great_defense import DEFAULT_CONFIGS, run_great_defense_bench
+
+    stem = "great_defense_quick" if args.quick else "great_defense"
+    results = args.results or f"docs/results/{stem}.md"
+    configs = DEFAULT_CONFIGS
+    if args.config_dir:
+        configs = [str(Path(args.config_dir) / Path(c).name) for c in DEFAULT_CONFIGS]
+    try:
+        seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1])
+        path = run_great_defense_bench(
+            seeds, args.out_dir or "runs/bench/great_defense", results, args.quick, configs,
+            getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
+            progress=not args.no_progress, command="gradversary " + " ".join(sys.argv[1:]))
+    except ValueError as e:
+        raise GradversaryError(str(e)) from None
+    print(Path(path).read_text())
+    return 0
+
+
+def _cmd_attack(args) -> int:
+    from ..bench.robustness import RobustnessSettings, attack_run
+
+    given = {k: v for k, v in (("eps", args.eps), ("n", args.n)) if v is not None}
+    if "n" in given:
+        if given["n"] < 1:
+            raise GradversaryError(f"--n must be >= 1, got {given['n']}")
+        given["n_train"] = given["n"]
+    given.update(split=args.split, seed=args.seed)
+    settings = RobustnessSettings.quick(**given) if args.quick else RobustnessSettings(**given)
+    if args.transfer_from and not Path(args.transfer_from, "config.yaml").is_file():
+        raise GradversaryError(f"--transfer-from {args.transfer_from!r} is not a run directory")
+    command = " ".join(["gradversary attack", args.run_dir,
+                        *(["--eps", ",".join(f"{e:g}" for e in args.eps)] if args.eps else []),
+                        *(["--n", str(args.n)] if args.n is not None else []),
+                        *(["--split", args.split] if args.split else []),
+                        *(["--transfer-from", args.transfer_from] if args.transfer_from else []),
+                        *(["--quick"] if args.quick else []), "--seed", str(args.seed)])
+    out = attack_run(args.run_dir, settings, args.data_root, args.transfer_from, command=command)
+    text = Path(out["path"]).read_text()
+    print(text.split("## Gradient-masking checks")[0].rstrip())
+    print(f"\ngradient-masking checks (zero-gradient share {100 * out['zero_gradient_share']:.1f}%):")
+    for eps, checks in out["checks"].items():
+        print(f"eps {float(eps):g}:")
+        for c in checks:
+            print(f"  [{ {True: 'pass', False: 'FAIL', None: 'skip'}[c['passed']] }] "
+                  f"{c['name']}: {c['reason']}")
+    print(f"\nwritten: {out['path']} and robustness.json"
+          + "".join(f", {f}" for f in out["plots"].values()))
     return 0
 
 
@@ -220,7 +303,8 @@ def _cmd_analyze(args) -> int:
 
 
 COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _cmd_run,
-            "bench": _cmd_bench, "shift": _cmd_shift, "analyze": _cmd_analyze}
+            "bench": _cmd_bench, "shift": _cmd_shift, "analyze": _cmd_analyze,
+            "attack": _cmd_attack}
 
 
 def main(argv: list[str] | None = None) -> int:
