@@ -67,3 +67,20 @@ def test_bench_grid_search_picks_by_reverse_validation_and_caches(tmp_path):
     stamp = cache.stat().st_mtime_ns
     run_dann_bench([0], **kw)
     assert cache.stat().st_mtime_ns == stamp
+
+
+def test_bench_report_only_tabulates_finished_runs_without_training(tmp_path):
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    base = {"model": {"name": "mlp", "hidden": [8]}, "data": {"name": "moons"},
+            "train": {"steps": 10, "eval_every": 5, "batch_size": 32}}
+    (cfgs / "m.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "dann"}}))
+    (cfgs / "m_so.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}}))
+    row = Row("toy", "Toy", {"source-only": ("m_so.yaml", []), "DANN": ("m.yaml", [])})
+    kw = dict(out_dir=tmp_path / "runs", results=tmp_path / "r.md", config_dir=cfgs, rows=[row],
+              progress=False)
+    run_dann_bench([0], **kw)
+    run_dann_bench([0, 1], report_only=True, **kw)
+    assert not (tmp_path / "runs" / "full" / "toy" / "DANN-s1").exists()
+    runs = json.loads((tmp_path / "r.json").read_text())["rows"]["toy"]["runs"]
+    assert len(runs["DANN"]) == 1 and len(runs["source-only"]) == 1

@@ -178,9 +178,10 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                    results: str | Path = "docs/results/dann.md", quick: bool = False,
                    only: str | None = None, select: str = "dev", config_dir: str | Path = "configs/dann",
                    data_root: str | None = None, progress: bool = True, command: str = "",
-                   rows: Sequence[Row] | None = None) -> Path:
+                   rows: Sequence[Row] | None = None, report_only: bool = False) -> Path:
     """Run the benchmark rows (default :data:`ROWS`) matching ``only`` (a glob on row names)
-    and write the results."""
+    and write the results. With ``report_only``, nothing is trained: finished runs are
+    tabulated and missing ones left out (their cells read n/a)."""
     t0 = time.perf_counter()
     config_dir, out_dir = Path(config_dir), Path(out_dir) / ("quick" if quick else "full")
     rows = [r for r in (ROWS if rows is None else rows) if only is None or fnmatch.fnmatch(r.name, only)]
@@ -196,6 +197,11 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                     over += row.quick
                 grid = row.quick_grid if quick else row.grid
                 chosen = None
+                if report_only:
+                    summary = _finished(out_dir / row.name, label, seed)
+                    if summary is not None:
+                        cells.setdefault(label, []).append(summary)
+                    continue
                 if grid and label == "DANN":
                     chosen = _grid_search(config_dir, fname, over, grid, seed,
                                           out_dir / row.name / f"grid-s{seed}.json", data_root)
@@ -209,6 +215,18 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
         data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": cells}
     wall = time.perf_counter() - t0
     return _write(data, rows, seeds, results, quick, select, command, wall)
+
+
+def _finished(row_dir: Path, label: str, seed: int) -> dict | None:
+    """The summary of a finished run of ``label`` and ``seed`` under ``row_dir``, if any."""
+    path = row_dir / f"{label.replace(' ', '_')}-s{seed}" / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    grid = row_dir / f"grid-s{seed}.json"
+    if label == "DANN" and grid.exists():
+        summary["grid"] = json.loads(grid.read_text())["result"]
+    return summary
 
 
 def _grid_search(config_dir: Path, fname: str, over: list[str], grid: dict[str, list], seed: int,
