@@ -267,9 +267,13 @@ def _grid_search(config_dir: Path, fname: str, over: list[str], grid: dict[str, 
     return result
 
 
-def _cell(runs: list[dict], path: str, digits: int = 3) -> tuple[str, list[float]]:
+def _cell(runs: list[dict], path: str, digits: int = 3, expected: int = 0) -> tuple[str, list[float]]:
+    """Mean ± std of ``path`` over runs; "(n=k)" when fewer than ``expected`` seeds are in."""
     vals = [v for r in runs if (v := _lookup(r, path)) is not None]
-    return (fmt_mean_std(vals, digits) if vals else "n/a"), vals
+    text = fmt_mean_std(vals, digits) if vals else "n/a"
+    if vals and len(vals) < expected:
+        text += f" (n={len(vals)})"
+    return text, vals
 
 
 def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, wall) -> Path:
@@ -299,13 +303,13 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
         table, dann_avg, so_avg, wins = [], [], [], 0
         for row in grows:
             runs = data[row.name]["runs"]
-            so, so_v = _cell(runs.get("source-only", []), "final/target_test_acc")
-            sel, sel_v = _cell(runs.get("DANN", []), "selection/metrics/target_test_acc")
+            so, so_v = _cell(runs.get("source-only", []), "final/target_test_acc", expected=len(seeds))
+            sel, sel_v = _cell(runs.get("DANN", []), "selection/metrics/target_test_acc", expected=len(seeds))
             collapsed = sum(1 for r in runs.get("DANN", [])
                             if (_lookup(r, "final/source_test_acc") or 1.0) < 1.5 / max(2, r.get("num_classes", 10)))
-            last, _ = _cell(runs.get("DANN", []), "final/target_test_acc")
-            orc, _ = _cell(runs.get("DANN", []), "oracle/target_test_acc")
-            tot, _ = _cell(runs.get("train on target", []), "final/target_test_acc")
+            last, _ = _cell(runs.get("DANN", []), "final/target_test_acc", expected=len(seeds))
+            orc, _ = _cell(runs.get("DANN", []), "oracle/target_test_acc", expected=len(seeds))
+            tot, _ = _cell(runs.get("train on target", []), "final/target_test_acc", expected=len(seeds))
             tm, _ = _cell(runs.get("DANN", []), "wall_time_s", 0)
             paper = " / ".join(f"{row.paper[k]:.3f}" if k in row.paper else "–"
                                for k in ("source-only", "DANN"))
