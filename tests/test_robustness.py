@@ -64,7 +64,8 @@ def test_attack_command_writes_table_json_and_masking_checks(tmp_path, capsys):
     out = json.loads((run / "robustness.json").read_text())
     assert out["split"] == "target_test" and out["settings"]["n"] == 20
     assert set(out["tables"]) == {"0.1", "0.3"} and "transfer" in out["tables"]["0.1"]
-    assert set(out["curve"]["pgd"]) == {"0.1", "0.3", "0.5"}
+    assert set(out["curve"]["pgd"]) == {"0.0", "0.1", "0.3", "0.5"}
+    assert out["curve"]["pgd"]["0.0"] == out["tables"]["0.1"]["clean"]
     names = {c["name"] for c in out["checks"]["0.3"]}
     assert {"iterative_not_weaker", "few_zero_gradients", "transfer_not_stronger"} <= names
     assert all(c["passed"] in (True, False, None) and c["reason"] for c in out["checks"]["0.3"])

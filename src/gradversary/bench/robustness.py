@@ -231,7 +231,9 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
                               "worst_case": worst.accuracy}
         for k in CURVE_ATTACKS:
             curve[k][float(eps)] = res[k].accuracy
-    for eps in sorted(set(map(float, s.curve_eps)) - set(tables)):
+    for k in CURVE_ATTACKS:
+        curve[k][0.0] = clean.accuracy  # the curve starts at no attack
+    for eps in sorted(set(map(float, s.curve_eps)) - set(tables) - {0.0}):
         for k, acc in _curve_point(model, data, eps, s).items():
             curve[k][eps] = acc
     curve = {k: dict(sorted(v.items())) for k, v in curve.items()}
@@ -304,7 +306,8 @@ def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: st
         for i, (_, maps) in enumerate(panels, start=1):
             axes[i][j].imshow(maps[j].numpy(), cmap="hot", vmin=0, vmax=1)
     for i, label in enumerate(["image", *(p[0] for p in panels)]):
-        axes[i][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+        axes[i][0].set_ylabel(label.replace(", ", ",\n"), fontsize=7, rotation=0, ha="right",
+                              va="center")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
