@@ -198,3 +198,15 @@ def test_resolved_config_fills_defaults_and_overrides():
     assert cfg.method["disc_hidden"] == [4, 4] and cfg.method["bn_policy"] == "joint"
     again = resolve_config(cfg.to_dict())
     assert again.to_dict() == cfg.to_dict()
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from gradversary.io import atomic_write_text, default_mode
+
+    atomic_write_text(tmp_path / "a.md", "x")
+    Trainer(_cfg(steps=5), run_dir=tmp_path / "r").fit()
+    for p in (tmp_path / "a.md", tmp_path / "r" / "checkpoints" / "last.pt", tmp_path / "r" / "summary.json"):
+        assert stat.S_IMODE(os.stat(p).st_mode) == default_mode(), p

@@ -8,7 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "read_metrics"]
+__all__ = ["atomic_write_text", "read_metrics", "default_mode"]
+
+
+def default_mode() -> int:
+    """The permissions a plain ``open(..., "w")`` would give (0o666 less the umask); temporary
+    files from :func:`tempfile.mkstemp` are 0o600 and would otherwise keep that."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -19,6 +27,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, "
                         "(default 3; 1 with --quick)")
     p.add_argument("--only", default=None, help="glob on row names, e.g. 'amazon_*' or mnist_mnistm")
+    p.add_argument("--report-only", action="store_true",
+                   help="dann: train nothing; tabulate the finished runs (missing seeds show n)")
     p.add_argument("--select", default="dev", choices=["dev", "iwcv", "source_val"],
                    help="checkpoint selection criterion (no target labels)")
     p.add_argument("--out-dir", default=None, help="where runs are kept (and reused); default "
@@ -212,7 +214,8 @@ def _cmd_bench(args) -> int:
         path = run_dann_bench(seeds, args.out_dir or "runs/bench/dann", results, args.quick,
                               args.only, args.select, args.config_dir or "configs/dann",
                               args.data_root, not args.no_progress,
-                              command="gradversary " + " ".join(sys.argv[1:]))
+                              command="gradversary " + " ".join(sys.argv[1:]),
+                              report_only=args.report_only)
     except ValueError as e:
         raise GradversaryError(str(e)) from None
     print(Path(path).read_text())

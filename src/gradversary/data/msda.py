@@ -106,5 +106,5 @@ def msda_cached(x_fit: Tensor, key: str, noise: float, layers: int, cache_dir=No
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         torch.save(ws, f)
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # a private cache: mkstemp's 0o600 is fine here
     return ws
