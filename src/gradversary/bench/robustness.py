@@ -264,7 +264,7 @@ def accuracy_vs_eps_plot(curves: dict[str, dict[str, dict[float, float]]], path:
     """
     if not have_matplotlib():
         return None
-    from ..report.plots import _plt
+    from ..report.plots import _plt, save_figure
 
     plt = _plt()
     attacks = [a for a in CURVE_ATTACKS if any(a in c for c in curves.values())]
@@ -282,12 +282,7 @@ def accuracy_vs_eps_plot(curves: dict[str, dict[str, dict[float, float]]], path:
     axes[0][-1].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: str | Path) -> Path | None:
@@ -298,7 +293,7 @@ def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: st
     """
     if not have_matplotlib():
         return None
-    from ..report.plots import _plt
+    from ..report.plots import _plt, save_figure
 
     plt = _plt()
     n, rows = images.shape[0], 1 + len(panels)
@@ -316,12 +311,7 @@ def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: st
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- one run

@@ -10,7 +10,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["have_matplotlib", "decision_boundary_plot", "curves_plot", "embed_2d", "feature_embedding_plot"]
+__all__ = ["have_matplotlib", "save_figure", "decision_boundary_plot", "curves_plot", "embed_2d", "feature_embedding_plot"]
 
 
 def have_matplotlib() -> bool:
@@ -28,6 +28,16 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (110 dpi, parent folders made) and close a matplotlib figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
 
 
 def decision_boundary_plot(panels: Sequence[tuple[str, object]], source, target, path: str | Path,
@@ -68,11 +78,7 @@ def decision_boundary_plot(panels: Sequence[tuple[str, object]], source, target,
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def curves_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
@@ -89,11 +95,7 @@ def curves_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], p
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def embed_2d(x, method: str = "tsne", seed: int = 0):
@@ -144,8 +146,4 @@ def feature_embedding_plot(panels: Sequence[tuple[str, object, object]], path: s
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].legend(loc="best", fontsize=8, markerscale=3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
