@@ -210,3 +210,25 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     Trainer(_cfg(steps=5), run_dir=tmp_path / "r").fit()
     for p in (tmp_path / "a.md", tmp_path / "r" / "checkpoints" / "last.pt", tmp_path / "r" / "summary.json"):
         assert stat.S_IMODE(os.stat(p).st_mode) == default_mode(), p
+
+
+def test_collapse_to_chance_is_warned_once_and_reported(tmp_path, caplog):
+    def kill_units(info):
+        if info.step == 300:  # a collapse: every hidden unit dead, logits constant
+            with torch.no_grad():
+                for p in info.trainer.method.model.features.parameters():
+                    p.fill_(-1.0)
+
+    cfg = resolve_config({"method": {"name": "erm"}, "model": {"name": "mlp", "hidden": [8]},
+                          "optim": {"lr": 0.1},
+                          "train": {"steps": 400, "eval_every": 200, "log_every": 20,
+                                    "batch_size": 32, "progress": False}})
+    with caplog.at_level("WARNING"):
+        summary = Trainer(cfg, run_dir=tmp_path, callbacks=[kill_units]).fit()
+    assert len(summary["warnings"]) == 1 and "collapsed" in summary["warnings"][0]
+    assert "collapsed" in caplog.text
+    flagged = [r for r in read_metrics(tmp_path / "metrics.jsonl", kind="train") if r.get("collapse_warning")]
+    assert len(flagged) == 1 and flagged[0]["step"] > 300
+    # a healthy run raises no warning
+    cfg2 = resolve_config(cfg.to_dict(), ["train.steps=200"])
+    assert Trainer(cfg2, run_dir=tmp_path / "ok").fit()["warnings"] == []

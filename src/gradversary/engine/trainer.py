@@ -193,6 +193,7 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.wall_time = 0.0
         self.best: dict[str, Any] = {}
+        self.warnings: list[str] = []
         self.best_path = self.run_dir / "checkpoints" / "best.pt"
         if cfg.selection.criterion != "last":
             g = torch.Generator().manual_seed(t.seed + 104729)
@@ -233,6 +234,7 @@ class Trainer:
             **({"ema": self.ema.state_dict()} if self.ema else {}),
             "last_eval": dict(self.last_eval),
             "best": json.dumps(self.best),
+            "warnings": json.dumps(self.warnings),
             "wall_time": self.wall_time,
             "config": json.dumps(self.cfg.to_dict()),
         }
@@ -255,6 +257,7 @@ class Trainer:
         self.step = int(state["step"])
         self.last_eval = dict(state.get("last_eval", {}))
         self.best = json.loads(state.get("best", "{}"))
+        self.warnings = json.loads(state.get("warnings", "[]"))
         self.wall_time = float(state.get("wall_time", 0.0))
 
     def save(self) -> Path | None:
@@ -343,6 +346,22 @@ class Trainer:
             with self.ema.swapped(self.method) as m:
                 yield m
 
+    def _watch_collapse(self, record: dict[str, Any]) -> None:
+        """Warn once when the task loss, after having fallen well below chance (ln K), climbs
+        back to it: the network has likely collapsed (dead units), which no NaN check sees."""
+        loss = record.get("task_loss")
+        if loss is None or self.warnings:
+            return
+        chance = math.log(self.task.num_classes)
+        self._best_task_loss = min(getattr(self, "_best_task_loss", math.inf), loss)
+        if self._best_task_loss < 0.5 * chance and loss > 0.95 * chance:
+            msg = (f"task loss {loss:.3f} at step {self.step} is back at chance level "
+                   f"(ln {self.task.num_classes} = {chance:.3f}) after reaching "
+                   f"{self._best_task_loss:.3f}: the network has probably collapsed")
+            self.warnings.append(msg)
+            record["collapse_warning"] = True
+            log.warning("%s: %s", self.cfg.run_name, msg)
+
     def _flush(self, window: _Window, bar) -> None:
         losses = torch.stack(window.losses)
         finite = torch.isfinite(losses)
@@ -356,6 +375,7 @@ class Trainer:
                   "loss": float(losses.mean())}
         record.update({k: float(v / window.steps) for k, v in window.sums.items()})
         record.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
+        self._watch_collapse(record)
         self.log.write(record)
         if bar is not None:
             post = {"loss": f"{record['loss']:.3f}"}
@@ -456,6 +476,7 @@ class Trainer:
             "wall_time_s": round(self.wall_time, 3),
             "world_size": self.dist.world_size,
             "num_classes": self.task.num_classes,
+            "warnings": list(self.warnings),
             "final": dict(self.last_eval),
             "selection": {"criterion": self.cfg.selection.criterion,
                           **({"step": self.best["step"], "metrics": self.best["metrics"]}
