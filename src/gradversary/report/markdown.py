@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..io import atomic_write_text, read_metrics
@@ -67,12 +67,4 @@ def write_run_report(run_dir: str | Path, method=None, task=None) -> Path:
     lines += ["Configuration: `config.yaml`; metrics: `metrics.jsonl`.", ""]
     out = run_dir / "report.md"
     atomic_write_text(out, "\n".join(lines))
-    return out
-
-
-def rows_by(items: Sequence[Mapping], key: str) -> dict[str, list[Mapping]]:
-    """Group dicts by ``item[key]``, keeping first-seen order."""
-    out: dict[str, list[Mapping]] = {}
-    for it in items:
-        out.setdefault(str(it[key]), []).append(it)
     return out
