@@ -25,10 +25,11 @@ def _hand_forward(P, x_s, y_s, x_t):
     return task_loss, domain_loss
 
 
-@pytest.mark.parametrize("p", [0.0, 0.3, 0.9])
-def test_one_dann_step_matches_hand_written_step(tmp_path, p):
+@pytest.mark.parametrize("p,disc_rate", [(0.0, "full"), (0.3, "full"), (0.9, "full"),
+                                         (0.3, "lambda"), (0.9, "lambda")])
+def test_one_dann_step_matches_hand_written_step(tmp_path, p, disc_rate):
     cfg = resolve_config({
-        "method": {"name": "dann", "disc_hidden": [5]},
+        "method": {"name": "dann", "disc_hidden": [5], "disc_rate": disc_rate},
         "model": {"name": "mlp", "hidden": [6]},
         "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0},
         "train": {"steps": 5, "batch_size": 16, "progress": False, "seed": 3},
@@ -54,7 +55,8 @@ def test_one_dann_step_matches_hand_written_step(tmp_path, p):
     gd = dict(zip(feat + disc, torch.autograd.grad(domain_loss, [P[k] for k in feat + disc])))
     grad = {k: gy[k] - lam * gd[k] for k in feat}                 # eq. (13): reversed, scaled
     grad.update({k: gy[k] for k in head})                         # eq. (14)
-    grad.update({k: gd[k] for k in disc})                         # eq. (15): full rate
+    rate = lam if disc_rate == "lambda" else 1.0                  # eq. (15): mu lambda (JMLR)
+    grad.update({k: rate * gd[k] for k in disc})                  # or the full rate
     # first SGD step with momentum: the buffer is the gradient itself
     expected = {k: P[k].detach() - lr * grad[k] for k in P}
 

@@ -203,6 +203,11 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _command_line() -> str:
+    """The command as typed, for results files."""
+    return "gradversary " + " ".join(sys.argv[1:])
+
+
 def _cmd_bench(args) -> int:
     from ..bench.dann import run_dann_bench
 
@@ -214,7 +219,7 @@ def _cmd_bench(args) -> int:
         path = run_dann_bench(seeds, args.out_dir or "runs/bench/dann", results, args.quick,
                               args.only, args.select, args.config_dir or "configs/dann",
                               args.data_root, not args.no_progress,
-                              command="gradversary " + " ".join(sys.argv[1:]),
+                              command=_command_line(),
                               report_only=args.report_only)
     except ValueError as e:
         raise GradversaryError(str(e)) from None
@@ -235,7 +240,7 @@ def _cmd_bench_great_defense(args) -> int:
         path = run_great_defense_bench(
             seeds, args.out_dir or "runs/bench/great_defense", results, args.quick, configs,
             getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
-            progress=not args.no_progress, command="gradversary " + " ".join(sys.argv[1:]))
+            progress=not args.no_progress, command=_command_line())
     except ValueError as e:
         raise GradversaryError(str(e)) from None
     print(Path(path).read_text())
@@ -299,7 +304,7 @@ def _cmd_analyze(args) -> int:
     from ..bench.analyze import analyze_runs
 
     path = analyze_runs(args.run_dirs, args.out, args.data_root, args.max_points,
-                        embedding=args.embedding)
+                        embedding=args.embedding, command=_command_line())
     print(Path(path).read_text())
     print(f"written: {path}")
     return 0

@@ -16,6 +16,11 @@ of ``L_y + w * L_d`` through a gradient reversal layer gives exactly these updat
 
 with lambda_p = 2 / (1 + exp(-gamma p)) - 1 (gamma = 10) scaling only the reversed gradient
 into the features, so the domain classifier learns at the full rate from the first step.
+
+With ``disc_rate: lambda`` the domain classifier's update is scaled by lambda_p as well, as in
+eq. 15 of the JMLR paper (theta_d <- theta_d - mu lambda dL_d/dtheta_d), which follows from
+taking the saddle point of E literally: the loss becomes ``L_y + lambda_p w L_d`` with a
+unit-coefficient reversal, so the domain classifier starts slowly together with the reversal.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ class DANNConfig:
             ``joint`` (the paper: one forward pass over the concatenated batch, statistics over
             both domains) or ``separate`` (one pass per domain, per-domain batch statistics,
             with the running averages updated by both).
+        disc_rate: ``full`` (the domain classifier learns at the full rate, as with a GRL in
+            front of an unweighted domain loss) or ``lambda`` (its update is scaled by lambda_p,
+            the JMLR paper's eq. 15).
     """
 
     disc_hidden: list[int] = field(default_factory=lambda: [100])
@@ -54,6 +62,7 @@ class DANNConfig:
     lambda_schedule: dict = field(default_factory=lambda: {"name": "dann_lambda", "gamma": 10.0})
     domain_weight: float = 1.0
     bn_policy: Literal["joint", "separate"] = "joint"
+    disc_rate: Literal["full", "lambda"] = "full"
 
 
 @METHODS.register("dann", DANNConfig)
@@ -99,19 +108,22 @@ class DANN(Method):
         if batch.x_t is None:
             raise ValueError("DANN needs target inputs in every batch (batch.x_t is None)")
         n_s = batch.x_s.shape[0]
-        self.grl.set_coeff(self.lambda_schedule.value)
+        lam = self.lambda_schedule.value
+        scaled = self.cfg.disc_rate == "lambda"
+        self.grl.set_coeff(1.0 if scaled else lam)
         feats = self.features(batch.x_s, batch.x_t)
         logits = self.model.head(feats[:n_s])
         task_loss = F.cross_entropy(logits, batch.y_s)
         d_logits = self.discriminator(self.grl(feats))
         d_labels = torch.cat([feats.new_ones(n_s), feats.new_zeros(feats.shape[0] - n_s)])
         domain_loss = F.binary_cross_entropy_with_logits(d_logits, d_labels)
-        loss = task_loss + self.cfg.domain_weight * domain_loss
+        weight = self.cfg.domain_weight * (lam if scaled else 1.0)
+        loss = task_loss + weight * domain_loss
         with torch.no_grad():
             metrics = {
                 "src_acc": (logits.argmax(-1) == batch.y_s).float().mean(),
                 "domain_acc": ((d_logits > 0).float() == d_labels).float().mean(),
-                "grl_lambda": self.grl.coeff.clone(),
+                "grl_lambda": torch.tensor(float(lam)),
             }
         return MethodOutput(loss, {"task_loss": task_loss, "domain_loss": domain_loss}, metrics)
 
