@@ -53,9 +53,13 @@ def test_bench_grid_search_picks_by_reverse_validation_and_caches(tmp_path):
               group="amazon", grid=grid)
     kw = dict(out_dir=tmp_path / "runs", results=tmp_path / "r.md", config_dir=cfgs, rows=[row],
               progress=False)
-    run_dann_bench([0], **kw)
+    run_dann_bench([0, 1], **kw)
     data = json.loads((tmp_path / "r.json").read_text())
     g = data["rows"]["toy"]["runs"]["DANN"][0]["grid"]
+    # one choice per row, made on seed 0's split and used for seed 1 too (grid_seed=0)
+    assert data["rows"]["toy"]["runs"]["DANN"][1]["grid"] == g
+    assert not (tmp_path / "runs" / "full" / "toy" / "grid-s1.json").exists()
+    assert "used for every seed" in (tmp_path / "r.md").read_text()
     assert len(g["scores"]) == 4 and g["criterion"] == "reverse validation"
     best = max(g["scores"], key=lambda r: (r["reverse_acc"], r["source_val_acc"]))
     assert g["overrides"] == best["overrides"]
@@ -65,7 +69,7 @@ def test_bench_grid_search_picks_by_reverse_validation_and_caches(tmp_path):
     assert saved["model"]["hidden"] == json.loads(chosen["model.hidden"])
     cache = tmp_path / "runs" / "full" / "toy" / "grid-s0.json"
     stamp = cache.stat().st_mtime_ns
-    run_dann_bench([0], **kw)
+    run_dann_bench([0, 1], **kw)
     assert cache.stat().st_mtime_ns == stamp
 
 

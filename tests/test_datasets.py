@@ -149,6 +149,29 @@ def test_digits_size_and_channels_options():
     torch.testing.assert_close(task.source.x, grey, rtol=0, atol=1e-6)
 
 
+def test_digits_per_domain_standardisation_uses_each_domain_s_training_statistics():
+    root = _need("usps.npz", "mnist_m.npz")
+    kw = dict(source="mnist_m", target="usps", max_source=300, max_target=200, max_test=100, seed=4)
+    raw = create_task("digits", root=root, **kw)
+    std = create_task("digits", root=root, standardize="per_domain", **kw)
+    for dom in ("source", "target"):
+        x = raw.eval[f"{dom}_test"].x if dom == "source" else raw.target.x
+        mean = raw.source.x.mean((0, 2, 3), keepdim=True) if dom == "source" else x.mean((0, 2, 3), keepdim=True)
+        sd = (raw.source.x if dom == "source" else x).std((0, 2, 3), keepdim=True)
+        got = std.eval[f"{dom}_test"].x if dom == "source" else std.target.x
+        torch.testing.assert_close(got, (x - mean) / sd, rtol=1e-5, atol=1e-5)
+        m, s = std.meta["standardize"][dom]
+        torch.testing.assert_close(torch.tensor(m), mean.flatten(), rtol=1e-6, atol=1e-6)
+    # the training splits are standardised exactly; the test splits with the training statistics
+    torch.testing.assert_close(std.source.x.mean((0, 2, 3)), torch.zeros(3), rtol=0, atol=1e-5)
+    torch.testing.assert_close(std.target.x.std((0, 2, 3)), torch.ones(3), rtol=0, atol=1e-5)
+    torch.testing.assert_close(std.eval["target_test"].x,
+                               (raw.eval["target_test"].x - torch.tensor(std.meta["standardize"]["target"][0]).view(1, 3, 1, 1))
+                               / torch.tensor(std.meta["standardize"]["target"][1]).view(1, 3, 1, 1),
+                               rtol=1e-5, atol=1e-5)
+    assert torch.equal(std.source.y, raw.source.y)
+
+
 def test_digits_subsampling_is_deterministic_in_the_seed():
     root = _need("usps.npz")
     kw = dict(source="usps", target="usps", max_source=100, max_target=100, max_test=100)
@@ -178,6 +201,8 @@ def test_digits_unknown_domain_and_bad_options():
         create_task("digits", channels=2)
     with pytest.raises(ConfigError, match="max_source"):
         create_task("digits", max_source=0)
+    with pytest.raises(ConfigError, match="standardize"):
+        create_task("digits", standardize="global")
     cfg = from_dict(digits_mod.DigitsConfig, {"source": "MNIST", "target": "mnist-m"})
     assert (cfg.source, cfg.target) == ("mnist", "mnist_m")
 

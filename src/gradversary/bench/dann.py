@@ -48,6 +48,11 @@ class Row:
         grid: DANN hyper-parameter grid, override key -> values; each seed picks its setting
             by reverse validation (no target labels) before the DANN run.
         quick_grid: the grid used with ``--quick``.
+        grid_seed: the seed whose data split and initialisation reverse validation uses; its
+            choice then serves every seed, as the paper picks one setting per task. ``None``
+            chooses per seed (costs the grid once per seed).
+        max_seeds: label -> at most this many of the requested seeds (the first ones), for
+            reference columns too costly to repeat (train-on-target).
     """
 
     name: str
@@ -58,10 +63,12 @@ class Row:
     group: str = "digits"
     grid: dict[str, list] = field(default_factory=dict)
     quick_grid: dict[str, list] = field(default_factory=dict)
+    grid_seed: int | None = 0
+    max_seeds: dict[str, int] = field(default_factory=dict)
 
 
-_DIGITS_QUICK = ["train.steps=1500", "train.eval_every=500", "data.max_source=10000",
-                 "data.max_target=10000", "data.max_test=2000"]
+_DIGITS_QUICK = ["train.steps=600", "train.eval_every=300", "data.max_source=5000",
+                 "data.max_target=5000", "data.max_test=1000"]
 
 
 def _digits(name, title, src, tgt, paper) -> Row:
@@ -69,7 +76,7 @@ def _digits(name, title, src, tgt, paper) -> Row:
         "source-only": (f"{name}_source_only.yaml", []),
         "DANN": (f"{name}.yaml", []),
         "train on target": (f"{name}_source_only.yaml", [f"data.source={tgt}"]),
-    }, paper, _DIGITS_QUICK, "digits")
+    }, paper, _DIGITS_QUICK, "digits", max_seeds={"train on target": 1})
 
 
 _AMAZON = {"b": "books", "d": "dvd", "e": "electronics", "k": "kitchen"}
@@ -77,7 +84,7 @@ _AMAZON = {"b": "books", "d": "dvd", "e": "electronics", "k": "kitchen"}
 # [0.01, 1], hidden layer of 50 or 100 units, chosen by reverse validation.
 _AMAZON_GRID = {"method.lambda_schedule.value": [round(10 ** (-2 + k / 4), 4) for k in range(9)],
                 "model.hidden": [[50], [100]]}
-_AMAZON_QUICK_GRID = {"method.lambda_schedule.value": [0.01, 0.1, 1.0]}
+_AMAZON_QUICK_GRID = {"method.lambda_schedule.value": [0.1, 1.0]}
 # Table 1 of the paper, raw features: (DANN, NN)
 _AMAZON_PAPER = {"bd": (.784, .790), "be": (.733, .747), "bk": (.779, .778), "db": (.723, .720),
                  "de": (.754, .732), "dk": (.783, .778), "eb": (.713, .709), "ed": (.738, .733),
@@ -90,7 +97,7 @@ def _amazon(pair: str) -> Row:
     return Row(f"amazon_{pair}", f"Amazon {s} → {t}", {
         "source-only": (f"amazon_{pair}_source_only.yaml", []),
         "DANN": (f"amazon_{pair}.yaml", []),
-    }, {"source-only": nn, "DANN": dann}, ["train.steps=600", "train.eval_every=200"], "amazon",
+    }, {"source-only": nn, "DANN": dann}, ["train.steps=400", "train.eval_every=200"], "amazon",
         grid=_AMAZON_GRID, quick_grid=_AMAZON_QUICK_GRID)
 
 
@@ -106,7 +113,7 @@ def _amazon_msda(pair: str) -> Row:
     return Row(f"amazon_msda_{pair}", f"Amazon {s} → {t} (mSDA)", {
         "source-only": (f"amazon_msda_{pair}_source_only.yaml", []),
         "DANN": (f"amazon_msda_{pair}.yaml", []),
-    }, {"source-only": nn, "DANN": dann}, ["train.steps=600", "train.eval_every=200",
+    }, {"source-only": nn, "DANN": dann}, ["train.steps=400", "train.eval_every=200",
                                             "data.msda_layers=1"], "amazon_msda")
 
 
@@ -191,20 +198,23 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
     for row in rows:
         cells: dict[str, list[dict]] = {}
         for label, (fname, extra) in row.configs.items():
-            for seed in seeds:
+            for seed in list(seeds)[:row.max_seeds.get(label, len(seeds))]:
                 over = [*extra, f"train.seed={seed}", f"selection.criterion={select}"]
                 if quick:
                     over += row.quick
                 grid = row.quick_grid if quick else row.grid
                 chosen = None
+                gseed = seed if row.grid_seed is None else row.grid_seed
                 if report_only:
-                    summary = _finished(out_dir / row.name, label, seed)
+                    summary = _finished(out_dir / row.name, label, seed, gseed)
                     if summary is not None:
                         cells.setdefault(label, []).append(summary)
                     continue
                 if grid and label == "DANN":
-                    chosen = _grid_search(config_dir, fname, over, grid, seed,
-                                          out_dir / row.name / f"grid-s{seed}.json", data_root)
+                    g_over = [o for o in over if not o.startswith("train.seed=")] + [f"train.seed={gseed}"]
+                    chosen = _grid_search(config_dir, fname, g_over, grid, gseed,
+                                          out_dir / row.name / f"grid-s{gseed}.json", data_root,
+                                          progress, f"{row.name} grid")
                     over = [*over, *chosen["overrides"]]
                 cfg = _resolve(config_dir, fname, over)
                 cfg.name = f"{label.replace(' ', '_')}-s{seed}"
@@ -217,23 +227,26 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
     return _write(data, rows, seeds, results, quick, select, command, wall)
 
 
-def _finished(row_dir: Path, label: str, seed: int) -> dict | None:
-    """The summary of a finished run of ``label`` and ``seed`` under ``row_dir``, if any."""
+def _finished(row_dir: Path, label: str, seed: int, grid_seed: int) -> dict | None:
+    """The summary of a finished run of ``label`` and ``seed`` under ``row_dir``, if any, with
+    the grid choice made on ``grid_seed`` for DANN."""
     path = row_dir / f"{label.replace(' ', '_')}-s{seed}" / "summary.json"
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    grid = row_dir / f"grid-s{seed}.json"
+    grid = row_dir / f"grid-s{grid_seed}.json"
     if label == "DANN" and grid.exists():
         summary["grid"] = json.loads(grid.read_text())["result"]
     return summary
 
 
 def _grid_search(config_dir: Path, fname: str, over: list[str], grid: dict[str, list], seed: int,
-                 cache: Path, data_root: str | None) -> dict:
+                 cache: Path, data_root: str | None, progress: bool = False, desc: str = "grid") -> dict:
     """Score every grid point by reverse validation (in memory) and return the best's overrides
     with all scores. Results are cached in ``cache`` (JSON) for the same config and grid."""
     import itertools
+
+    from tqdm.auto import tqdm
 
     from ..engine.trainer import build_task
     from ..selection.reverse import reverse_validation
@@ -246,7 +259,8 @@ def _grid_search(config_dir: Path, fname: str, over: list[str], grid: dict[str, 
             return saved["result"]
     task = build_task(base, data_root)
     scores = []
-    for values in itertools.product(*grid.values()):
+    points = list(itertools.product(*grid.values()))
+    for values in tqdm(points, desc=desc, disable=not progress, leave=False):
         point = [f"{k}={json.dumps(v)}" for k, v in zip(grid, values)]
         cfg = _resolve(config_dir, fname, [*over, "selection.criterion=last", *point])
         cfg.train.progress = False
@@ -322,11 +336,15 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
                 so_avg.append(mean_std(so_v)[0])
                 wins += mean_std(sel_v)[0] > mean_std(so_v)[0]
         lines += [f"## {title}", "", markdown_table(header, table)]
-        picks = [f"- {row.title}: " + "; ".join(
-            f"seed {seed}: {', '.join(r['grid']['overrides'])}"
-            for seed, r in zip(seeds, data[row.name]["runs"].get("DANN", [])) if "grid" in r)
-            for row in grows if row.grid or row.quick_grid]
-        if any(p.split(": ", 1)[1] for p in picks):
+        picks = []
+        for row in grows:
+            chosen = {", ".join(r["grid"]["overrides"]): None
+                      for r in data[row.name]["runs"].get("DANN", []) if "grid" in r}
+            if chosen:
+                where = (f"on the split of seed {row.grid_seed}, used for every seed"
+                         if row.grid_seed is not None else "per seed")
+                picks.append(f"- {row.title}: {'; '.join(chosen)} ({where})")
+        if picks:
             lines += ["DANN hyper-parameters chosen by reverse validation (no target labels):", "",
                       *picks, ""]
         if len(dann_avg) > 1:

@@ -108,6 +108,11 @@ class DigitsConfig:
         disjoint: when the pair is MNIST and MNIST-M, drop from MNIST's training split the
             digits that the staged MNIST-M training images were made from (see :func:`digits`).
         seed: seed of the subsampling.
+        standardize: ``none`` (inputs in [0, 1]) or ``per_domain``: each domain's images are
+            standardised per channel with the mean and std of that domain's own training
+            images (no labels used; the target's statistics come from its unlabelled training
+            split), the normalisation several DANN ports apply. Inputs then leave [0, 1], so
+            keep ``none`` for attacks.
     """
 
     source: str = "mnist"
@@ -119,8 +124,11 @@ class DigitsConfig:
     max_test: int | None = None
     disjoint: bool = False
     seed: int = 0
+    standardize: str = "none"
 
     def __post_init__(self) -> None:
+        if self.standardize not in ("none", "per_domain"):
+            raise ConfigError(f"digits.standardize must be 'none' or 'per_domain', got {self.standardize!r}")
         self.source = domain_name(self.source, DOMAINS, _ALIASES, "digits.source")
         self.target = domain_name(self.target, DOMAINS, _ALIASES, "digits.target")
         if self.size < 8:
@@ -227,7 +235,8 @@ def _domain_file(root, name: str) -> dict[str, np.ndarray]:
 @DATASETS.register("digits", DigitsConfig)
 def digits(root=None, source: str = "mnist", target: str = "mnist_m", size: int = 28,
            channels: int = 3, max_source: int | None = None, max_target: int | None = None,
-           max_test: int | None = None, disjoint: bool = False, seed: int = 0) -> DATask:
+           max_test: int | None = None, disjoint: bool = False, seed: int = 0,
+           standardize: str = "none") -> DATask:
     """Digits: MNIST, MNIST-M, USPS as source and target (the DANN paper's digit protocol).
 
     Protocol: the source is the source domain's training split (labelled), the target is the
@@ -255,7 +264,7 @@ def digits(root=None, source: str = "mnist", target: str = "mnist_m", size: int 
         (N_t, channels, size, size); eval splits likewise, with labels.
     """
     cfg = DigitsConfig(source, target, size, channels, max_source, max_target, max_test,
-                       disjoint, seed)
+                       disjoint, seed, standardize)
     files = {"source": _domain_file(root, cfg.source), "target": _domain_file(root, cfg.target)}
     pair = {cfg.source, cfg.target}
     splits = {  # name -> (domain, split, cap, stream)
@@ -280,6 +289,14 @@ def digits(root=None, source: str = "mnist", target: str = "mnist_m", size: int 
         indices[key] = None if whole else idx.tolist()
         made[key] = DomainData(to_images(xi, cfg.size, cfg.channels),
                                torch.tensor(yi, dtype=torch.int64), key)
+    stats = {}
+    if cfg.standardize == "per_domain":
+        for dom in ("source", "target"):
+            x = made[dom].x
+            mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True).clamp_min(1e-6)
+            stats[dom] = (mean.flatten().tolist(), std.flatten().tolist())
+            for key in (dom, f"{dom}_test"):
+                made[key] = DomainData((made[key].x - mean) / std, made[key].y, key)
     return DATask(
         source=made["source"],
         target=made["target"],
@@ -287,5 +304,5 @@ def digits(root=None, source: str = "mnist", target: str = "mnist_m", size: int 
         eval={"source_test": made["source_test"], "target_test": made["target_test"]},
         name=f"{cfg.source}->{cfg.target}",
         meta={"source": cfg.source, "target": cfg.target, "size": cfg.size,
-              "channels": cfg.channels, "indices": indices},
+              "channels": cfg.channels, "indices": indices, "standardize": stats},
     )
