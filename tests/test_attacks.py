@@ -241,24 +241,26 @@ def test_pgd_restarts_keep_the_worst_point_per_example():
 
 def test_gradient_masking_checks_flag_a_masking_table_and_pass_a_healthy_one():
     healthy = AccuracyTable(
-        clean=0.99, fgsm=0.80, ifgsm=0.62, pgd=0.60, pgd_strong=0.59, square=0.66, transfer=0.85,
-        pgd_by_eps={0.1: 0.85, 0.2: 0.75, 0.3: 0.60, 0.5: 0.02}, zero_gradient_share=0.0,
+        clean=0.99, fgsm=0.80, ifgsm=0.62, pgd=0.60, pgd_strong=0.59, pgd_dlr=0.60, square=0.66,
+        transfer=0.85, pgd_by_eps={0.1: 0.85, 0.2: 0.75, 0.3: 0.60, 0.5: 0.02}, zero_gradient_share=0.0,
     )
     checks = gradient_masking_checks(healthy)
     assert all(c.passed for c in checks), [str(c) for c in checks if not c.passed]
-    assert len({c.name for c in checks}) == len(checks) == 9
+    assert len({c.name for c in checks}) == len(checks) == 10
 
     masking = dict(  # single-step beats iterative, Square beats PGD, the curve flattens out
-        clean=0.99, fgsm=0.55, ifgsm=0.70, pgd=0.72, pgd_strong=0.80, square=0.20, transfer=0.30,
+        clean=0.99, fgsm=0.55, ifgsm=0.70, pgd=0.72, pgd_strong=0.80, pgd_dlr=0.40, square=0.20, transfer=0.30,
         pgd_by_eps={"0.1": 0.70, "0.3": 0.72, "0.5": 0.60}, zero_gradient_share=0.4,
     )
     failed = {c.name: c.reason for c in gradient_masking_checks(masking) if c.passed is False}
     assert set(failed) == {
         "iterative_not_weaker", "gradient_free_not_stronger", "transfer_not_stronger",
         "more_steps_not_weaker", "near_zero_at_large_eps", "few_zero_gradients",
+        "ce_loss_not_saturated",
     }, failed
+    assert "above PGD-DLR 40.0%" in failed["ce_loss_not_saturated"]
     assert "above FGSM 55.0%" in failed["iterative_not_weaker"]
-    assert "Square 20.0% is below white-box PGD 72.0%" in failed["gradient_free_not_stronger"]
+    assert "Square 20.0% is below white-box PGD 40.0%" in failed["gradient_free_not_stronger"]
 
     sparse = {c.name: c for c in gradient_masking_checks({"clean": 0.9, "fgsm": 0.5})}
     assert sparse["gradient_free_not_stronger"].passed is None
@@ -335,3 +337,43 @@ def test_transfer_uses_the_source_model_only():
     with pytest.raises(ValueError, match="differs"):
         create_attack("transfer", eps=0.1, source=source, attack=PGD(0.2))
     assert "source=<FeatureClassifier>" in repr(copy.copy(transfer))
+
+
+def test_attack_losses_against_hand_computed_values():
+    from gradversary.attacks.losses import ATTACK_LOSSES, dlr_loss, margin_loss
+
+    z = torch.tensor([[3.0, 1.0, 0.0, -1.0], [0.5, 2.0, 1.5, 0.0]])
+    y, t = torch.tensor([0, 2]), torch.tensor([3, 0])
+    # margin: max_{j != y} z_j - z_y ; targeted z_t - max_{j != t} z_j
+    torch.testing.assert_close(margin_loss(z, y), torch.tensor([1.0 - 3.0, 2.0 - 1.5]))
+    torch.testing.assert_close(margin_loss(z, y, t), torch.tensor([-1.0 - 3.0, 0.5 - 2.0]))
+    # DLR: -(z_y - max_{j != y}) / (z_(1) - z_(3)); sorted rows (3, 1, 0, -1) and (2, 1.5, .5, 0)
+    torch.testing.assert_close(dlr_loss(z, y), torch.tensor([-(3.0 - 1.0) / 3.0, -(1.5 - 2.0) / 1.5]))
+    # targeted: -(z_y - z_t) / (z_(1) - (z_(3) + z_(4)) / 2)
+    torch.testing.assert_close(dlr_loss(z, y, t), torch.tensor([-(3.0 + 1.0) / 3.5, -(1.5 - 0.5) / 1.75]))
+    # DLR ignores shifts and positive rescaling of the logits; CE does not
+    torch.testing.assert_close(dlr_loss(5 * z + 2, y), dlr_loss(z, y))
+    assert not torch.allclose(ATTACK_LOSSES["ce"](5 * z, y), ATTACK_LOSSES["ce"](z, y))
+    # margin > 0 exactly where the attack has succeeded
+    assert torch.equal(margin_loss(z, y) > 0, z.argmax(1) != y)
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        dlr_loss(z[:, :2], torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("loss", ["margin", "dlr"])
+def test_pgd_with_non_saturating_losses_beats_ce_on_saturated_logits(loss):
+    # Logits scaled by 1e4: the softmax saturates, CE's input gradient underflows to 0 for
+    # confidently classified points, while the margin and DLR gradients do not vanish.
+    model = linear_toy(k=4, seed=2)
+    with torch.no_grad():
+        model.head.weight.mul_(1e4)
+        model.head.bias.mul_(1e4)
+    x, y = toy_data(model, n=128)
+    def acc(attack):
+        with torch.no_grad():
+            return float((model(attack(model, x, y)).argmax(1) == y).float().mean())
+    ce = acc(PGD(0.25, steps=10, seed=0, random_start=False))
+    other = acc(PGD(0.25, steps=10, seed=0, random_start=False, loss=loss))
+    assert other < ce
+    with pytest.raises(ConfigError, match="did you mean 'dlr'"):
+        PGD(0.1, loss="dlrr")

@@ -34,12 +34,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import suggest
 from ..errors import ConfigError, DataError
 from ..registry import Registry
+from .losses import ce_loss
 
 __all__ = [
     "ATTACKS", "Attack", "create_attack", "list_attacks", "eval_mode",
@@ -142,9 +142,7 @@ class Attack:
         Shape:
             logits: (N, K); y, target: (N,); output: (N,).
         """
-        if target is None:
-            return F.cross_entropy(logits, y, reduction="none")
-        return -F.cross_entropy(logits, target, reduction="none")
+        return ce_loss(logits, y, target)
 
     @staticmethod
     def success(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:

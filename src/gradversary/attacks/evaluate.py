@@ -140,6 +140,7 @@ class AccuracyTable:
         clean: accuracy without attack.
         fgsm, ifgsm, pgd: under FGSM, iterated FGSM and PGD at the table's eps.
         pgd_strong: under PGD with more steps and/or restarts at the same eps.
+        pgd_dlr: under PGD on a non-saturating loss (DLR or margin) at the same eps.
         square: under the Square attack (gradient-free) at the same eps.
         transfer: under the transfer attack at the same eps.
         pgd_by_eps: eps -> accuracy under PGD, for the accuracy-versus-eps curve.
@@ -151,6 +152,7 @@ class AccuracyTable:
     ifgsm: float | None = None
     pgd: float | None = None
     pgd_strong: float | None = None
+    pgd_dlr: float | None = None
     square: float | None = None
     transfer: float | None = None
     pgd_by_eps: dict = field(default_factory=dict)
@@ -206,6 +208,8 @@ def gradient_masking_checks(results: AccuracyTable | Mapping, tol: float = 0.03,
     - ``near_zero_at_large_eps``: below ``near_zero`` at the largest eps >= ``large_eps``;
     - ``more_steps_not_weaker``: PGD with more steps/restarts at most plain PGD's accuracy;
     - ``pgd_converged``: ... and not far below it either (else plain PGD had not converged);
+    - ``ce_loss_not_saturated``: cross-entropy PGD at most PGD on the DLR loss's accuracy (a
+      softmax saturated by large logits gives vanishing CE gradients, AutoAttack's point);
     - ``gradient_free_not_stronger`` and ``transfer_not_stronger``: Square and the transfer
       attack at least the best white-box PGD accuracy;
     - ``few_zero_gradients``: at most ``max_zero_gradient_share`` of inputs with a zero gradient.
@@ -226,6 +230,7 @@ def gradient_masking_checks(results: AccuracyTable | Mapping, tol: float = 0.03,
         _iterative_not_weaker(t, tol),
         *_eps_curve(t, tol, large_eps, near_zero),
         *_more_steps(t, tol),
+        _ce_not_saturated(t, tol),
         *(_not_stronger_than_pgd(t, tol, name, label, value) for name, label, value in (
             ("gradient_free_not_stronger", "Square", t.square),
             ("transfer_not_stronger", "transfer", t.transfer))),
@@ -233,10 +238,20 @@ def gradient_masking_checks(results: AccuracyTable | Mapping, tol: float = 0.03,
     ]
 
 
+def _ce_not_saturated(t: AccuracyTable, tol: float) -> Check:
+    name = "ce_loss_not_saturated"
+    if t.pgd is None or t.pgd_dlr is None:
+        return _skip(name, "PGD on CE and on DLR")
+    if t.pgd > t.pgd_dlr + tol:
+        return Check(name, False, f"PGD (CE) {_pct(t.pgd)} above PGD-DLR {_pct(t.pgd_dlr)} "
+                                  f"(+{_pts(tol)}): the CE loss saturates; trust the DLR figure")
+    return Check(name, True, f"PGD (CE) {_pct(t.pgd)} at most PGD-DLR {_pct(t.pgd_dlr)} (+{_pts(tol)})")
+
+
 def _not_above_clean(t: AccuracyTable, tol: float) -> Check:
     name = "attacks_not_above_clean"
     accs = {"FGSM": t.fgsm, "iFGSM": t.ifgsm, "PGD": t.pgd, "stronger PGD": t.pgd_strong,
-            "Square": t.square, "transfer": t.transfer,
+            "PGD-DLR": t.pgd_dlr, "Square": t.square, "transfer": t.transfer,
             **{f"PGD at eps {e:g}": a for e, a in t.pgd_by_eps.items()}}
     accs = {k: v for k, v in accs.items() if v is not None}
     if not accs:
@@ -295,7 +310,7 @@ def _more_steps(t: AccuracyTable, tol: float) -> list[Check]:
 
 def _not_stronger_than_pgd(t: AccuracyTable, tol: float, name: str, label: str,
                            value: float | None) -> Check:
-    white = [v for v in (t.pgd, t.pgd_strong) if v is not None]
+    white = [v for v in (t.pgd, t.pgd_strong, t.pgd_dlr) if v is not None]
     if value is None or not white:
         return _skip(name, f"{label} and PGD")
     ok = value >= min(white) - tol

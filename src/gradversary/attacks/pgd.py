@@ -7,7 +7,10 @@ import logging
 import torch
 from torch import Tensor, nn
 
+from ..config import suggest
+from ..errors import ConfigError
 from .base import ATTACKS, Attack, make_generator, uniform_like
+from .losses import ATTACK_LOSSES
 
 __all__ = ["PGD"]
 
@@ -26,7 +29,9 @@ class PGD(Attack):
         x_{i+1} = \Pi_{B_\infty(x,\epsilon) \cap [0,1]}\big(x_i + \alpha\,\mathrm{sign}\,
         \nabla_x J(x_i)\big),
 
-    with J = CE(f(x), y) untargeted and J = -CE(f(x), t) targeted. Every iterate x_0 ... x_k of
+    with J = CE(f(x), y) untargeted and J = -CE(f(x), t) targeted (``loss="ce"``), or the
+    Carlini-Wagner margin (``"margin"``) or AutoAttack's DLR loss (``"dlr"``), which do not
+    saturate with over-confident logits (see :mod:`gradversary.attacks.losses`). Every iterate x_0 ... x_k of
     every restart is a candidate; per example the attack keeps the worst one, ranked first by
     success (misclassified, or classified as the target), then by J. Restarts after the first
     run only on the examples not yet fooled, so more restarts never make the attack weaker.
@@ -39,14 +44,19 @@ class PGD(Attack):
         random_start: start from a uniform point of the ball (``False``: from x; then restarts
             beyond the first repeat the same run and are skipped).
         seed: seed of the random starts (``None``: the global RNG).
+        loss: the objective J: ``ce``, ``margin`` or ``dlr``.
 
     Shape:
         x: (N, C, H, W) in [0, 1]; y, target: (N,); output: (N, C, H, W).
     """
 
     def __init__(self, eps: float, steps: int = 40, step_size: float | None = None,
-                 restarts: int = 1, random_start: bool = True, seed: int | None = None):
+                 restarts: int = 1, random_start: bool = True, seed: int | None = None,
+                 loss: str = "ce"):
         super().__init__(eps)
+        if loss not in ATTACK_LOSSES:
+            raise ConfigError("pgd loss: " + suggest(str(loss), ATTACK_LOSSES))
+        self.loss = loss
         if int(steps) < 1 or int(restarts) < 1:
             raise ValueError(f"steps and restarts must be >= 1, got {steps} and {restarts}")
         self.steps = int(steps)
@@ -55,6 +65,10 @@ class PGD(Attack):
         self.random_start = bool(random_start)
         self.seed = seed
         self._generator = make_generator(seed)
+
+    def objective(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        """The configured loss J, per example (N,)."""
+        return ATTACK_LOSSES[self.loss](logits, y, target)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         best = x.clone()

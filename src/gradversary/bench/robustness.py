@@ -72,7 +72,8 @@ COLUMNS: dict[str, str] = {
     "train": "Train", "clean": "No-Attack", "fgsm": "FGSM", "ifgsm": "iFGSM",
     "fgsm_worst": "FGSM worst", "fgsm_random": "FGSM random",
     "ifgsm_worst": "iFGSM worst", "ifgsm_random": "iFGSM random",
-    "pgd": "PGD", "pgd_strong": "PGD strong", "square": "Square", "transfer": "transfer",
+    "pgd": "PGD", "pgd_strong": "PGD strong", "pgd_dlr": "PGD-DLR", "square": "Square",
+    "transfer": "transfer",
     "worst_case": "worst case",
 }
 CURVE_ATTACKS = ("fgsm", "ifgsm", "pgd")
@@ -95,6 +96,9 @@ class RobustnessSettings:
         ifgsm_steps: k of iFGSM (the paper's 10).
         pgd_steps, pgd_restarts: the PGD column (random start, restarts on unfooled examples).
         strong_steps, strong_restarts: the stronger PGD of the ``more_steps_not_weaker`` check.
+        dlr: add the PGD-DLR column: PGD (``pgd_steps`` x ``pgd_restarts``) on AutoAttack's
+            DLR loss, which does not saturate with over-confident logits (the margin loss
+            when K < 3).
         square_queries: the Square attack's query budget per example.
         curve_eps: extra radii of the accuracy-versus-eps curve (the table's eps are added).
         n_saliency: test images shown as saliency maps.
@@ -110,6 +114,7 @@ class RobustnessSettings:
     pgd_restarts: int = 2
     strong_steps: int = 50
     strong_restarts: int = 3
+    dlr: bool = True
     square_queries: int = 500
     curve_eps: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5])
     n_saliency: int = 6
@@ -128,7 +133,9 @@ class RobustnessSettings:
         return (f"n = {self.n} test images (seeded subsample, seed {self.seed}), Train on "
                 f"{self.n_train} training images; iFGSM k = {self.ifgsm_steps}, step eps/k; "
                 f"PGD {self.pgd_steps} steps x {self.pgd_restarts} restart(s), step 2.5 eps/steps; "
-                f"PGD strong {self.strong_steps} steps x {self.strong_restarts} restarts; Square "
+                f"PGD strong {self.strong_steps} steps x {self.strong_restarts} restarts; "
+                + (f"PGD-DLR {self.pgd_steps} x {self.pgd_restarts} on the DLR loss; " if self.dlr else "")
+                + f"Square "
                 f"{self.square_queries} queries, p_init 0.8; transfer = PGD ({self.pgd_steps} x "
                 f"{self.pgd_restarts}) on the source model")
 
@@ -158,7 +165,7 @@ def _worst(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 def _attacks_at(model: nn.Module, data, eps: float, s: RobustnessSettings, rand_t: Tensor,
-                source: nn.Module | None) -> dict[str, RobustAccuracy]:
+                source: nn.Module | None, num_classes: int) -> dict[str, RobustAccuracy]:
     """Every attack of the table at one eps; per-example masks on the same images."""
     bs, out = s.batch_size, {}
     fgsm, ifgsm = FGSM(eps), IFGSM(eps, steps=s.ifgsm_steps)
@@ -172,6 +179,10 @@ def _attacks_at(model: nn.Module, data, eps: float, s: RobustnessSettings, rand_
                                  data, bs)
     out["pgd_strong"] = robust_accuracy(
         model, PGD(eps, s.strong_steps, restarts=s.strong_restarts, seed=s.seed + 1), data, bs)
+    if s.dlr:
+        loss = "dlr" if num_classes >= 3 else "margin"
+        out["pgd_dlr"] = robust_accuracy(
+            model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed + 2, loss=loss), data, bs)
     out["square"] = robust_accuracy(model, Square(eps, s.square_queries, seed=s.seed), data, bs)
     if source is not None:
         inner = PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed)
@@ -228,7 +239,7 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
     rand_t = random_targets(y.cpu(), num_classes, torch.Generator().manual_seed(s.seed))
     tables, masks, curve = {}, {}, {k: {} for k in CURVE_ATTACKS}
     for eps in s.eps:
-        res = _attacks_at(model, data, float(eps), s, rand_t, source)
+        res = _attacks_at(model, data, float(eps), s, rand_t, source, num_classes)
         worst = worst_case(clean, *res.values())
         masks[float(eps)] = {"clean": clean.correct, **{k: r.correct for k, r in res.items()},
                              "worst_case": worst.correct}
@@ -246,7 +257,7 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
     checks = {}
     for eps, t in tables.items():
         table = AccuracyTable(clean=clean.accuracy, fgsm=t["fgsm"], ifgsm=t["ifgsm"], pgd=t["pgd"],
-                              pgd_strong=t["pgd_strong"], square=t["square"],
+                              pgd_strong=t["pgd_strong"], pgd_dlr=t.get("pgd_dlr"), square=t["square"],
                               transfer=t.get("transfer"), pgd_by_eps=curve["pgd"],
                               zero_gradient_share=zero)
         checks[eps] = [dataclasses.asdict(c) for c in gradient_masking_checks(table)]
