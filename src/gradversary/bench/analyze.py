@@ -11,8 +11,8 @@ its task's source and target test inputs:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
