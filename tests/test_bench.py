@@ -88,3 +88,24 @@ def test_bench_report_only_tabulates_finished_runs_without_training(tmp_path):
     assert not (tmp_path / "runs" / "full" / "toy" / "DANN-s1").exists()
     runs = json.loads((tmp_path / "r.json").read_text())["rows"]["toy"]["runs"]
     assert len(runs["DANN"]) == 1 and len(runs["source-only"]) == 1
+
+
+def test_finished_runs_still_match_after_the_library_gains_an_option(tmp_path):
+    from gradversary.bench.dann import _same_config
+    from gradversary.engine import resolve_config
+
+    cfg = resolve_config({"method": {"name": "dann"}, "model": {"name": "mlp", "hidden": [4]},
+                          "data": {"name": "moons"}, "train": {"steps": 5}})
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = cfg.to_dict()
+    del saved["method"]["disc_rate"]          # a run made before the option existed
+    del saved["train"]["ema_decay"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert _same_config(run, cfg)
+    saved["method"]["domain_weight"] = 0.5    # a real difference
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert not _same_config(run, cfg)
+    saved["method"]["no_such_option"] = 1     # a config that no longer resolves
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert not _same_config(run, cfg)

@@ -160,11 +160,20 @@ def _resolve(config_dir: Path, fname: str, overrides: Sequence[str]):
 
 
 def _same_config(run_dir: Path, cfg) -> bool:
-    """Whether ``run_dir`` was made with this resolved config (the progress bar aside)."""
+    """Whether ``run_dir`` was made with this resolved config (the progress bar aside).
+
+    The saved config is resolved again first, so options added to the library since the run
+    was made compare equal when they hold their defaults (a new option must not retrain every
+    finished run); a saved config that no longer resolves does not match.
+    """
     path = run_dir / "config.yaml"
     if not path.exists():
         return False
-    saved = yaml.safe_load(path.read_text())
+    try:
+        saved = resolve_config(yaml.safe_load(path.read_text()), []).to_dict()
+    except Exception:  # noqa: BLE001 - an unreadable or outdated config is simply not a match
+        return False
+    saved = yaml.safe_load(yaml.safe_dump(saved, sort_keys=False))
     now = yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     for d in (saved, now):
         d.get("train", {}).pop("progress", None)
