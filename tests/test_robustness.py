@@ -1,6 +1,7 @@
 """The robustness evaluation (``gradversary attack``) and the GREAT defense benchmark runner,
 on tiny synthetic runs (no dataset files needed)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -124,3 +125,36 @@ def test_bench_writes_tables_and_reuses_runs(tmp_path):
     assert [(run0 / f).stat().st_mtime_ns for f in ("summary.json", "robustness.json")] == stamps
     with pytest.raises(ValueError, match="no config"):
         run_great_defense_bench([0], only="nothing*", **kw)
+
+
+def test_bench_suites_get_their_own_sections_settings_and_labels(tmp_path):
+    from gradversary.bench.great_defense import Suite, _label
+
+    specs = {}
+    for prefix in ("a", "b"):
+        for m in ("erm", "great"):
+            p = tmp_path / "cfg" / f"{prefix}_{m}.yaml"
+            p.parent.mkdir(exist_ok=True)
+            p.write_text(yaml.safe_dump(_config(tmp_path, m, steps=3)))
+            specs.setdefault(prefix, []).append((p, ["train.batch_size=8"]))
+    small = dataclasses.replace(TINY, eps=[0.2])
+    suites = [Suite("one", "Suite one", specs["a"], TINY, note="Note one."),
+              Suite("two", "Suite two (reduced)", specs["b"], small)]
+    res = tmp_path / "gd.md"
+    run_great_defense_bench([0], out_dir=tmp_path / "runs", results=res, suites=suites,
+                            progress=False, command="test")
+    text = res.read_text()
+    assert "## Suite one" in text and "## Suite two (reduced)" in text and "Note one." in text
+    one, two = text.split("## Suite two (reduced)")
+    assert "### eps = 0.1" in one and "### eps = 0.3" in one
+    assert "### eps = 0.2" in two and "eps = 0.1" not in two  # each suite's own settings
+    assert "GREAT" in two and "Baseline (ERM)" in two        # labels from the stem's method part
+    data = json.loads(res.with_suffix(".json").read_text())
+    assert data["suites"]["two"]["stems"] == ["b_erm", "b_great"]
+    assert data["methods"]["b_great"]["runs"][0]["robustness"]["transfer_from"].endswith("b_erm-s0")
+    assert _label("mnistm_great_greace_l2") == "GRE(AT+CE), L2-normalised gradient"
+    assert _label("something_else") == "something_else"
+    # only: a glob picks configs across suites; a suite left empty is dropped
+    run_great_defense_bench([0], out_dir=tmp_path / "runs", results=res, suites=suites,
+                            progress=False, only="b_*")
+    assert "Suite one" not in res.read_text()

@@ -228,19 +228,16 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_bench_great_defense(args) -> int:
-    from ..bench.great_defense import DEFAULT_CONFIGS, run_great_defense_bench
+    from ..bench.great_defense import run_great_defense_bench
 
     stem = "great_defense_quick" if args.quick else "great_defense"
     results = args.results or f"docs/results/{stem}.md"
-    configs = DEFAULT_CONFIGS
-    if args.config_dir:
-        configs = [str(Path(args.config_dir) / Path(c).name) for c in DEFAULT_CONFIGS]
     try:
         seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1])
         path = run_great_defense_bench(
-            seeds, args.out_dir or "runs/bench/great_defense", results, args.quick, configs,
-            getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
-            progress=not args.no_progress, command=_command_line())
+            seeds, args.out_dir or "runs/bench/great_defense", results, args.quick,
+            overrides=getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
+            progress=not args.no_progress, command=_command_line(), config_dir=args.config_dir)
     except ValueError as e:
         raise GradversaryError(str(e)) from None
     print(Path(path).read_text())
