@@ -27,16 +27,23 @@ if "double_backprop_mean_test" not in METHODS:
     METHODS.register("double_backprop_mean_test", MeanReducedConfig)(MeanReducedDoubleBackprop)
 
 METHOD = {"sum": {"name": "double_backprop", "weight": 0.5},
-          "mean": {"name": "double_backprop_mean_test"}}
+          "mean": {"name": "double_backprop_mean_test"},
+          # GRE(AT+CE): a second network on double-backprop gradients, a second optimizer, the
+          # GREACE-adjusted cross-entropy; constant coefficients so every step uses them
+          "great_greace": {"name": "great_greace", "alpha_schedule": {"name": "constant", "value": 1.0},
+                           "beta_schedule": {"name": "constant", "value": 2.0}}}
 
 
 def config(reduction: str, seed: int = 0):
     from gradversary.engine import resolve_config
 
+    optim = {"name": "sgd", "lr": 0.1, "momentum": 0.9}
+    if reduction == "great_greace":
+        optim["groups"] = {"aux": {"name": "sgd", "lr": 0.1, "momentum": 0.9}}
     return resolve_config({
         "method": METHOD[reduction],
         "model": {"name": "mlp", "hidden": [16], "activation": "tanh"},
-        "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+        "optim": optim,
         "train": {"steps": 6, "batch_size": 64, "eval_every": 3, "progress": False, "seed": seed},
     })
 

@@ -25,13 +25,15 @@ def _gap(a, b):
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("reduction", ["sum", "mean", "great_greace"])
 def test_two_gloo_ranks_match_single_process_only_with_sum_reduced_input_gradient(tmp_path, reduction):
     _, single = H.final_params(reduction, str(tmp_path / "single"))
     r0, r1 = _two_ranks(reduction, tmp_path)
     assert _gap(r0, r1) == 0.0  # the ranks stay in sync
+    if reduction == "great_greace":  # the auxiliary network is compared too
+        assert any(k.startswith("aux.") for k in r0)
     gap = _gap(single, r0)
-    if reduction == "sum":
+    if reduction != "mean":  # double backprop, and GRE(AT+CE) with its auxiliary network
         assert gap <= 1e-6, f"DDP differs from one process by {gap:.2e}"
     else:
         # the trap: the mean-reduced input gradient scales with the local batch size
