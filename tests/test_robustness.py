@@ -158,3 +158,20 @@ def test_bench_suites_get_their_own_sections_settings_and_labels(tmp_path):
     run_great_defense_bench([0], out_dir=tmp_path / "runs", results=res, suites=suites,
                             progress=False, only="b_*")
     assert "Suite one" not in res.read_text()
+
+
+def test_bench_with_two_processes_gives_the_same_tables(tmp_path):
+    cfgs = []
+    for m in ("erm", "great"):
+        p = tmp_path / "cfg" / f"toy_{m}.yaml"
+        p.parent.mkdir(exist_ok=True)
+        p.write_text(yaml.safe_dump(_config(tmp_path, m, steps=3)))
+        cfgs.append((p, ["train.batch_size=8"]))
+    out = {}
+    for jobs in (1, 2):
+        res = tmp_path / f"gd{jobs}.md"
+        run_great_defense_bench([0], out_dir=tmp_path / f"runs{jobs}", results=res, configs=cfgs,
+                                settings=TINY, progress=False, jobs=jobs)
+        data = json.loads(res.with_suffix(".json").read_text())
+        out[jobs] = {s: [r["robustness"]["tables"] for r in m["runs"]] for s, m in data["methods"].items()}
+    assert out[1] == out[2]

@@ -113,7 +113,7 @@ def run_great_defense_bench(seeds: Sequence[int], out_dir: str | Path = "runs/be
                             settings: RobustnessSettings | None = None, only: str | None = None,
                             data_root: str | None = None, progress: bool = True,
                             command: str = "", suites: Sequence[Suite] | None = None,
-                            config_dir: str | Path | None = None) -> Path:
+                            config_dir: str | Path | None = None, jobs: int = 1) -> Path:
     """Train or reuse every config of every suite over ``seeds``, evaluate each run, write the
     results.
 
@@ -128,6 +128,7 @@ def run_great_defense_bench(seeds: Sequence[int], out_dir: str | Path = "runs/be
         only: glob on config stems (``mnist_great*``).
         suites: the suites (default :data:`SUITES`); ignored when ``configs`` is given.
         config_dir: look the suites' config files up in this folder instead.
+        jobs: processes for the trainings and the evaluations (one thread each).
     """
     t0 = time.perf_counter()
     if configs is not None:
@@ -153,7 +154,7 @@ def run_great_defense_bench(seeds: Sequence[int], out_dir: str | Path = "runs/be
         s = settings or (RobustnessSettings.quick(**suite.quick_settings) if quick
                          else suite.settings or RobustnessSettings())
         runs, methods, dirs = _run_suite(specs, seeds, s, out_dir, quick, overrides, data_root,
-                                         progress, command)
+                                         progress, command, jobs)
         plots = _plots(specs, runs, dirs, seeds, s, Path(results), data_root,
                        "" if suite.name == "custom" else suite.name)
         done.append((suite, specs, runs, methods, s, plots))
@@ -161,28 +162,69 @@ def run_great_defense_bench(seeds: Sequence[int], out_dir: str | Path = "runs/be
     return _write(done, seeds, Path(results), quick, command, wall)
 
 
-def _run_suite(specs, seeds, settings, out_dir, quick, overrides, data_root, progress, command):
-    """Train (or reuse) and evaluate one suite; runs by stem, methods by stem, run dirs."""
+def _train_job(cfg, run_dir: Path, data_root, progress: bool) -> dict:
+    """One training (a process-pool job): one thread, so two jobs share two cores."""
+    torch.set_num_threads(1)
+    return _run(cfg, run_dir, data_root, progress)
+
+
+def _eval_job(run_dir: Path, settings, data_root, src, command) -> dict:
+    torch.set_num_threads(1)
+    return load_or_attack(run_dir, settings, data_root, src, command)
+
+
+def _map(fn, jobs: list[tuple], workers: int, desc: str, progress: bool) -> list:
+    """``fn(*args)`` for each job, in order; in ``workers`` spawned processes when > 1."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(*args) for args in jobs]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(fn, *args) for args in jobs]
+        for f in tqdm(futures, desc=desc, disable=not progress, leave=False):
+            f.exception()  # wait, in order; results are read below (errors re-raise there)
+        return [f.result() for f in futures]
+
+
+def _run_suite(specs, seeds, settings, out_dir, quick, overrides, data_root, progress, command,
+               jobs: int = 1):
+    """Train (or reuse) and evaluate one suite; runs by stem, methods by stem, run dirs.
+
+    With ``jobs`` > 1 the trainings, then the evaluations, run in that many processes of one
+    thread each (every evaluation needs its seed's ERM baseline, trained in the first stage).
+    """
     runs: dict[str, list[dict]] = {p.stem: [] for p, _ in specs}
     dirs: dict[tuple[str, int], Path] = {}
     methods: dict[str, str] = {}
+    train_jobs, keys = [], []
     for seed in seeds:
         for path, extra in specs:
             over = [*extra, *(QUICK_OVERRIDES if quick else []), *overrides, f"train.seed={seed}"]
             cfg = _resolve(path.parent, path.name, over)
             cfg.name = f"{path.stem}-s{seed}"
             run_dir = out_dir / path.stem / cfg.name
-            summary = _run(cfg, run_dir, data_root, progress)
             dirs[path.stem, seed] = run_dir
             methods[path.stem] = cfg.method["name"]
-            runs[path.stem].append({"seed": seed, "run_dir": str(run_dir), "summary": summary})
-        baseline = next((s for s in methods if methods[s] == "erm"), None)
-        for path, _ in specs:
-            src = dirs[baseline, seed] if baseline and baseline != path.stem else None
-            ev = load_or_attack(dirs[path.stem, seed], settings, data_root, src, command)
-            runs[path.stem][-1]["robustness"] = {k: ev[k] for k in (
-                "split", "step", "transfer_from", "tables", "curve", "zero_gradient_share",
-                "checks", "wall_time_s")}
+            train_jobs.append((cfg, run_dir, data_root, progress and jobs <= 1))
+            keys.append((path.stem, seed))
+    summaries = _map(_train_job if jobs > 1 else _run, train_jobs, jobs, "training", progress)
+    for (stem, seed), summary in zip(keys, summaries):
+        runs[stem].append({"seed": seed, "run_dir": str(dirs[stem, seed]), "summary": summary})
+    baseline = next((s for s in methods if methods[s] == "erm"), None)
+    eval_jobs = [(dirs[stem, seed], settings, data_root,
+                  dirs[baseline, seed] if baseline and baseline != stem else None, command)
+                 for stem, seed in keys]
+    evals = _map(_eval_job if jobs > 1 else load_or_attack, eval_jobs, jobs, "attacks", progress)
+    for (stem, seed), ev in zip(keys, evals):
+        entry = next(r for r in runs[stem] if r["seed"] == seed)
+        entry["robustness"] = {k: ev[k] for k in (
+            "split", "step", "transfer_from", "tables", "curve", "zero_gradient_share",
+            "checks", "wall_time_s")}
+    for stem in runs:
+        runs[stem].sort(key=lambda r: list(seeds).index(r["seed"]))
     return runs, methods, dirs
 
 

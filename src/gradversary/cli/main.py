@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a benchmark table and write docs/results/")
     p.add_argument("suite", choices=["dann", "great-defense"], help="benchmark suite")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes of one thread each for trainings and evaluations (great-defense)")
     p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, "
@@ -237,7 +239,8 @@ def _cmd_bench_great_defense(args) -> int:
         path = run_great_defense_bench(
             seeds, args.out_dir or "runs/bench/great_defense", results, args.quick,
             overrides=getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
-            progress=not args.no_progress, command=_command_line(), config_dir=args.config_dir)
+            progress=not args.no_progress, command=_command_line(), config_dir=args.config_dir,
+            jobs=args.jobs)
     except ValueError as e:
         raise GradversaryError(str(e)) from None
     print(Path(path).read_text())
