@@ -109,3 +109,23 @@ def test_finished_runs_still_match_after_the_library_gains_an_option(tmp_path):
     saved["method"]["no_such_option"] = 1     # a config that no longer resolves
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     assert not _same_config(run, cfg)
+
+
+def test_bench_with_two_processes_matches_one(tmp_path):
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    base = {"model": {"name": "mlp", "hidden": [8]}, "data": {"name": "moons"},
+            "train": {"steps": 12, "eval_every": 6, "batch_size": 32}}
+    (cfgs / "m.yaml").write_text(yaml.safe_dump({**base, "method": {
+        "name": "dann", "lambda_schedule": {"name": "constant", "value": 0.1}}}))
+    (cfgs / "m_so.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}}))
+    row = Row("toy", "Toy", {"source-only": ("m_so.yaml", []), "DANN": ("m.yaml", [])},
+              group="amazon", grid={"method.lambda_schedule.value": [0.0, 0.5]})
+    got = {}
+    for jobs in (1, 2):
+        res = tmp_path / f"r{jobs}.md"
+        run_dann_bench([0, 1], out_dir=tmp_path / f"runs{jobs}", results=res, config_dir=cfgs,
+                       rows=[row], progress=False, jobs=jobs)
+        runs = json.loads(res.with_suffix(".json").read_text())["rows"]["toy"]["runs"]
+        got[jobs] = {k: [(r["final"], r.get("grid", {}).get("overrides")) for r in v] for k, v in runs.items()}
+    assert got[1] == got[2]

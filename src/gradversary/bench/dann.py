@@ -30,6 +30,7 @@ from ..engine.trainer import Trainer
 from ..io import atomic_write_text
 from ..report.markdown import fmt_mean_std, markdown_table, mean_std
 from .compare import _lookup, git_commit
+from .parallel import map_jobs
 
 __all__ = ["Row", "ROWS", "run_dann_bench"]
 
@@ -194,57 +195,76 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                    results: str | Path = "docs/results/dann.md", quick: bool = False,
                    only: str | None = None, select: str = "dev", config_dir: str | Path = "configs/dann",
                    data_root: str | None = None, progress: bool = True, command: str = "",
-                   rows: Sequence[Row] | None = None, report_only: bool = False) -> Path:
+                   rows: Sequence[Row] | None = None, report_only: bool = False,
+                   jobs: int = 1) -> Path:
     """Run the benchmark rows (default :data:`ROWS`) matching ``only`` (a glob on row names)
     and write the results. With ``report_only``, nothing is trained: finished runs are
-    tabulated and missing ones left out (their cells read n/a)."""
+    tabulated and missing ones left out (their cells read n/a).
+
+    Two stages: the reverse-validation grid searches (one per row, or per seed), then every
+    run; with ``jobs`` > 1 each stage runs in that many one-thread processes.
+    """
     t0 = time.perf_counter()
     config_dir, out_dir = Path(config_dir), Path(out_dir) / ("quick" if quick else "full")
     rows = [r for r in (ROWS if rows is None else rows) if only is None or fnmatch.fnmatch(r.name, only)]
     if not rows:
         raise ValueError(f"no benchmark row matches {only!r}; rows: {', '.join(r.name for r in ROWS)}")
-    data: dict[str, dict] = {}
+    cells_of = {row.name: [] for row in rows}  # (label, seed, fname, overrides, grid cache)
+    grids: dict[Path, tuple] = {}
     for row in rows:
-        cells: dict[str, list[dict]] = {}
+        grid = row.quick_grid if quick else row.grid
         for label, (fname, extra) in row.configs.items():
             for seed in list(seeds)[:row.max_seeds.get(label, len(seeds))]:
                 over = [*extra, f"train.seed={seed}", f"selection.criterion={select}"]
                 if quick:
                     over += row.quick
-                grid = row.quick_grid if quick else row.grid
-                chosen = None
-                gseed = seed if row.grid_seed is None else row.grid_seed
-                if report_only:
-                    summary = _finished(out_dir / row.name, label, seed, gseed)
-                    if summary is not None:
-                        cells.setdefault(label, []).append(summary)
-                    continue
+                cache = None
                 if grid and label == "DANN":
+                    gseed = seed if row.grid_seed is None else row.grid_seed
+                    cache = out_dir / row.name / f"grid-s{gseed}.json"
                     g_over = [o for o in over if not o.startswith("train.seed=")] + [f"train.seed={gseed}"]
-                    chosen = _grid_search(config_dir, fname, g_over, grid, gseed,
-                                          out_dir / row.name / f"grid-s{gseed}.json", data_root,
-                                          progress, f"{row.name} grid")
-                    over = [*over, *chosen["overrides"]]
-                cfg = _resolve(config_dir, fname, over)
-                cfg.name = f"{label.replace(' ', '_')}-s{seed}"
-                summary = _run(cfg, out_dir / row.name / cfg.name, data_root, progress)
-                if chosen:
-                    summary = {**summary, "grid": chosen}
-                cells.setdefault(label, []).append(summary)
-        data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": cells}
+                    grids.setdefault(cache, (config_dir, fname, g_over, grid, gseed, cache, data_root,
+                                             progress and jobs == 1, f"{row.name} grid"))
+                cells_of[row.name].append((label, seed, fname, over, cache))
+    data: dict[str, dict] = {}
+    if report_only:
+        for row in rows:
+            cells: dict[str, list[dict]] = {}
+            for label, seed, _, _, cache in cells_of[row.name]:
+                summary = _finished(out_dir / row.name, label, seed, cache)
+                if summary is not None:
+                    cells.setdefault(label, []).append(summary)
+            data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": cells}
+        return _write(data, rows, seeds, results, quick, select, command, time.perf_counter() - t0)
+    chosen = dict(zip(grids, map_jobs(_grid_search, list(grids.values()), jobs, "grids", progress)))
+    run_jobs, keys = [], []
+    for row in rows:
+        for label, seed, fname, over, cache in cells_of[row.name]:
+            if cache is not None:
+                over = [*over, *chosen[cache]["overrides"]]
+            cfg = _resolve(config_dir, fname, over)
+            cfg.name = f"{label.replace(' ', '_')}-s{seed}"
+            run_jobs.append((cfg, out_dir / row.name / cfg.name, data_root, progress and jobs == 1))
+            keys.append((row.name, label, cache))
+    summaries = map_jobs(_run, run_jobs, jobs, "runs", progress)
+    for row in rows:
+        data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": {}}
+    for (name, label, cache), summary in zip(keys, summaries):
+        if cache is not None:
+            summary = {**summary, "grid": chosen[cache]}
+        data[name]["runs"].setdefault(label, []).append(summary)
     wall = time.perf_counter() - t0
     return _write(data, rows, seeds, results, quick, select, command, wall)
 
 
-def _finished(row_dir: Path, label: str, seed: int, grid_seed: int) -> dict | None:
+def _finished(row_dir: Path, label: str, seed: int, grid: Path | None) -> dict | None:
     """The summary of a finished run of ``label`` and ``seed`` under ``row_dir``, if any, with
-    the grid choice made on ``grid_seed`` for DANN."""
+    the grid choice cached in ``grid`` (for DANN rows with a grid)."""
     path = row_dir / f"{label.replace(' ', '_')}-s{seed}" / "summary.json"
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    grid = row_dir / f"grid-s{grid_seed}.json"
-    if label == "DANN" and grid.exists():
+    if grid is not None and grid.exists():
         summary["grid"] = json.loads(grid.read_text())["result"]
     return summary
 

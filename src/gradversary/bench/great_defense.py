@@ -34,6 +34,7 @@ from ..io import atomic_write_text
 from ..report.markdown import fmt_mean_std, markdown_table, mean_std
 from .compare import git_commit
 from .dann import _resolve, _run
+from .parallel import map_jobs
 from .robustness import (
     COLUMNS,
     RobustnessSettings,
@@ -163,33 +164,6 @@ def run_great_defense_bench(seeds: Sequence[int], out_dir: str | Path = "runs/be
     return _write(done, seeds, Path(results), quick, command, wall)
 
 
-def _train_job(cfg, run_dir: Path, data_root, progress: bool) -> dict:
-    """One training (a process-pool job): one thread, so two jobs share two cores."""
-    torch.set_num_threads(1)
-    return _run(cfg, run_dir, data_root, progress)
-
-
-def _eval_job(run_dir: Path, settings, data_root, src, command) -> dict:
-    torch.set_num_threads(1)
-    return load_or_attack(run_dir, settings, data_root, src, command)
-
-
-def _map(fn, jobs: list[tuple], workers: int, desc: str, progress: bool) -> list:
-    """``fn(*args)`` for each job, in order; in ``workers`` spawned processes when > 1."""
-    if workers <= 1 or len(jobs) <= 1:
-        return [fn(*args) for args in jobs]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(fn, *args) for args in jobs]
-        for f in tqdm(futures, desc=desc, disable=not progress, leave=False):
-            f.exception()  # wait, in order; results are read below (errors re-raise there)
-        return [f.result() for f in futures]
-
-
 def _run_suite(specs, seeds, settings, out_dir, quick, overrides, data_root, progress, command,
                jobs: int = 1):
     """Train (or reuse) and evaluate one suite; runs by stem, methods by stem, run dirs.
@@ -211,14 +185,14 @@ def _run_suite(specs, seeds, settings, out_dir, quick, overrides, data_root, pro
             methods[path.stem] = cfg.method["name"]
             train_jobs.append((cfg, run_dir, data_root, progress and jobs <= 1))
             keys.append((path.stem, seed))
-    summaries = _map(_train_job if jobs > 1 else _run, train_jobs, jobs, "training", progress)
+    summaries = map_jobs(_run, train_jobs, jobs, "training", progress)
     for (stem, seed), summary in zip(keys, summaries):
         runs[stem].append({"seed": seed, "run_dir": str(dirs[stem, seed]), "summary": summary})
     baseline = next((s for s in methods if methods[s] == "erm"), None)
     eval_jobs = [(dirs[stem, seed], settings, data_root,
                   dirs[baseline, seed] if baseline and baseline != stem else None, command)
                  for stem, seed in keys]
-    evals = _map(_eval_job if jobs > 1 else load_or_attack, eval_jobs, jobs, "attacks", progress)
+    evals = map_jobs(load_or_attack, eval_jobs, jobs, "attacks", progress)
     for (stem, seed), ev in zip(keys, evals):
         entry = next(r for r in runs[stem] if r["seed"] == seed)
         entry["robustness"] = {k: ev[k] for k in (

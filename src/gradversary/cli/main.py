@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark table and write docs/results/")
     p.add_argument("suite", choices=["dann", "great-defense"], help="benchmark suite")
     p.add_argument("--jobs", type=int, default=1,
-                   help="processes of one thread each for trainings and evaluations (great-defense)")
+                   help="processes of one thread each for the runs, grid searches and evaluations")
     p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, "
@@ -222,7 +222,7 @@ def _cmd_bench(args) -> int:
                               args.only, args.select, args.config_dir or "configs/dann",
                               args.data_root, not args.no_progress,
                               command=_command_line(),
-                              report_only=args.report_only)
+                              report_only=args.report_only, jobs=args.jobs)
     except ValueError as e:
         raise GradversaryError(str(e)) from None
     print(Path(path).read_text())
