@@ -13,11 +13,20 @@ from gradversary.models import MODELS, create_model
 def test_method_model_smoke(method_name, model_name):
     torch.manual_seed(0)
     shape = MODELS.get(model_name).factory.example_in_shape
+    multi_task = getattr(MODELS.get(model_name).factory, "multi_task", False)
+    if multi_task != getattr(METHODS.get(method_name).factory, "multi_task", False):
+        pytest.skip("multi-task methods pair with multi-task models (their decoders need them)")
     model = create_model(model_name, shape, 3)
     method = create_method(method_name, model)
+    if getattr(method, "needs_teacher", False):  # distillation: a frozen teacher of the same kind
+        method.set_teacher(create_model(model_name, shape, 3))
     for s in method.schedules().values():
         s.step(0.5)
     batch = Batch(torch.rand(6, *shape), torch.randint(0, 3, (6,)), torch.rand(6, *shape))
+    if multi_task:  # one random target per dense task, shaped like its decoder's output
+        with torch.no_grad():
+            z = model.encode(batch.x_s)
+            batch.targets = {t: torch.rand_like(model.decode(t, z)) for t in model.tasks[1:]}
     out = method(batch)
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
     assert all(torch.isfinite(v).all() for v in {**out.parts, **out.metrics}.values())

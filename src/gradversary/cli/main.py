@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="dataset folder")
 
     p = sub.add_parser("bench", help="run a benchmark table and write docs/results/")
-    p.add_argument("suite", choices=["dann", "great-defense"], help="benchmark suite")
+    p.add_argument("suite", choices=["dann", "great-defense", "great-distill", "great-mtl"],
+                   help="benchmark suite")
     p.add_argument("--jobs", type=int, default=1,
                    help="processes of one thread each for the runs, grid searches and evaluations")
     p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
@@ -215,6 +216,10 @@ def _cmd_bench(args) -> int:
 
     if args.suite == "great-defense":
         return _cmd_bench_great_defense(args)
+    if args.suite == "great-distill":
+        return _cmd_bench_great_distill(args)
+    if args.suite == "great-mtl":
+        return _cmd_bench_great_mtl(args)
     results = args.results or ("docs/results/dann_quick.md" if args.quick else "docs/results/dann.md")
     try:
         seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
@@ -241,6 +246,39 @@ def _cmd_bench_great_defense(args) -> int:
             overrides=getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
             progress=not args.no_progress, command=_command_line(), config_dir=args.config_dir,
             jobs=args.jobs)
+    except ValueError as e:
+        raise GradversaryError(str(e)) from None
+    print(Path(path).read_text())
+    return 0
+
+
+def _cmd_bench_great_distill(args) -> int:
+    from ..bench.great_distill import run_great_distill_bench
+
+    stem = "great_distill_quick" if args.quick else "great_distill"
+    try:
+        seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1])
+        path = run_great_distill_bench(
+            seeds, args.out_dir or "runs/bench/great_distill", args.results or f"docs/results/{stem}.md",
+            args.quick, args.config_dir or "configs/great_distill", args.data_root,
+            not args.no_progress, _command_line(), args.jobs, getattr(args, "overrides", ()))
+    except ValueError as e:
+        raise GradversaryError(str(e)) from None
+    print(Path(path).read_text())
+    return 0
+
+
+def _cmd_bench_great_mtl(args) -> int:
+    from ..bench.great_mtl import run_great_mtl_bench
+
+    stem = "great_mtl_quick" if args.quick else "great_mtl"
+    try:
+        seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1])
+        path = run_great_mtl_bench(
+            seeds, args.out_dir or "runs/bench/great_mtl", args.results or f"docs/results/{stem}.md",
+            args.quick, args.config_dir or "configs/great_mtl", args.only,
+            getattr(args, "overrides", ()), args.data_root, not args.no_progress, _command_line(),
+            args.jobs)
     except ValueError as e:
         raise GradversaryError(str(e)) from None
     print(Path(path).read_text())

@@ -1,6 +1,6 @@
 """Datasets as domain adaptation tasks, data-root resolution and file checks."""
 
-from . import amazon, arrays, digits, moons, office_caltech  # noqa: F401  (registers)
+from . import amazon, arrays, cifar10_jpeg, cifar_mtl, digits, moons, office_caltech  # noqa: F401  (registers)
 from .registry import DATASETS, create_task
 from .root import ENV_VAR, require_file, resolve_data_root
 from .sampler import DomainSampler

@@ -21,14 +21,18 @@ class DomainData:
         x: inputs, float.
         y: integer class labels, or ``None`` for an unlabelled sample.
         name: a label for messages and reports ("source", "target_test", ...).
+        targets: further per-example float targets by task name (multi-task learning:
+            colourisation, edges, ...), or ``None``. They travel with ``y`` (the sampler indexes
+            them, :meth:`unlabelled` drops them) and reach a method as ``Batch.targets``.
 
     Shape:
-        x: (N, *in_shape); y: (N,).
+        x: (N, *in_shape); y: (N,); targets[k]: (N, *) for every task k.
     """
 
     x: Tensor
     y: Tensor | None = None
     name: str = "domain"
+    targets: Mapping[str, Tensor] | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -38,8 +42,14 @@ class DomainData:
         return tuple(self.x.shape[1:])
 
     def unlabelled(self, name: str | None = None) -> DomainData:
-        """The same inputs without labels."""
+        """The same inputs without labels (nor further targets)."""
         return DomainData(self.x, None, name or self.name)
+
+    def take(self, idx: Tensor, name: str | None = None) -> DomainData:
+        """The examples ``idx`` (labels and targets included). Shape: idx (M,) -> M examples."""
+        targets = None if self.targets is None else {k: v[idx] for k, v in self.targets.items()}
+        return DomainData(self.x[idx], None if self.y is None else self.y[idx],
+                          name or self.name, targets)
 
 
 @dataclass
@@ -100,6 +110,12 @@ def _check_domain(d: DomainData, key: str, num_classes: int) -> None:
     # fast path: a sum is finite only if every element is (overflow falls back to the full check)
     if not bool(torch.isfinite(d.x.sum())) and not bool(torch.isfinite(d.x).all()):
         raise DataError(f"{key}: inputs contain NaN or infinite values")
+    for k, t in (d.targets or {}).items():
+        if not isinstance(t, Tensor) or t.dim() < 1 or t.shape[0] != d.x.shape[0]:
+            raise DataError(f"{key}: target {k!r} must be a tensor of shape ({d.x.shape[0]}, ...), "
+                            f"got {tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            raise DataError(f"{key}: target {k!r} must be finite floating point, got {t.dtype}")
     if d.y is None:
         return
     if d.y.dim() != 1 or d.y.shape[0] != d.x.shape[0]:

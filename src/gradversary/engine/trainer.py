@@ -27,7 +27,7 @@ from torch import Tensor
 from ..data.registry import create_task
 from ..data.root import LazyRoot
 from ..data.sampler import DomainSampler
-from ..data.task import DATask, DomainData
+from ..data.task import DATask
 from ..errors import CheckpointError, ConfigError, DivergenceError
 from ..io import atomic_write_text, read_metrics
 from ..methods.base import Batch, Method, create_method
@@ -40,6 +40,7 @@ from .distributed import DistInfo, init_distributed, wrap_ddp
 from .ema import EMA
 from .logger import MetricsLog
 from .seed import rng_state, seed_everything, set_rng_state
+from .teacher import load_teacher
 
 __all__ = ["Trainer", "StepInfo", "build_task", "build_method"]
 
@@ -99,8 +100,8 @@ def _hold_out_source(task: DATask, holdout: float, seed: int) -> DATask:
     k = max(1, round(holdout * len(idx)))
     val, keep = idx[:k], idx[k:]
     s = task.source
-    return DATask(DomainData(s.x[keep], s.y[keep], s.name), task.target, task.num_classes,
-                  eval={"source_val": DomainData(s.x[val], s.y[val], "source_val"), **task.eval},
+    return DATask(s.take(keep), task.target, task.num_classes,
+                  eval={"source_val": s.take(val, "source_val"), **task.eval},
                   name=task.name, meta=task.meta)
 
 
@@ -140,6 +141,9 @@ class Trainer:
         self.task = _hold_out_source(task, cfg.selection.holdout, t.seed)
         self.device = torch.device(t.device)
         self.method = build_method(cfg, self.task).to(self.device)
+        if getattr(self.method, "needs_teacher", False):  # distillation: a frozen, unsaved teacher
+            self.method.set_teacher(load_teacher(self.method.teacher_run, self.task.in_shape,
+                                                 self.task.num_classes, self.device))
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / cfg.run_name
 
@@ -189,6 +193,7 @@ class Trainer:
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self._x_s = self.task.source.x
         self._y_s = self.task.source.y
+        self._targets_s = dict(self.task.source.targets or {})
         self._x_t = self.task.target.x
         self.last_eval: dict[str, float] = {}
         self.wall_time = 0.0
@@ -289,7 +294,9 @@ class Trainer:
         x_t = None
         if self.tgt_sampler is not None:
             x_t = self._x_t[self.tgt_sampler.next()].to(self.device, non_blocking=True)
-        return Batch(x_s, y_s, x_t)
+        targets = {k: v[i].to(self.device, non_blocking=True)
+                   for k, v in self._targets_s.items()} or None
+        return Batch(x_s, y_s, x_t, targets)
 
     def train_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """One optimisation step; returns the detached loss and the step's parts and metrics."""

@@ -1,6 +1,19 @@
 """Training methods, one paper per file, registered by name."""
 
-from . import adversarial_training, dann, double_backprop, erm, greace, great, great_greace  # noqa: F401  (registers)
+# registers: one paper per module; great_distill, kd, sobolev: distillation; mtl: multi-task
+from . import (  # noqa: F401
+    adversarial_training,
+    dann,
+    double_backprop,
+    erm,
+    greace,
+    great,
+    great_distill,
+    great_greace,
+    kd,
+    mtl,
+    sobolev,
+)
 from .base import METHODS, Batch, Method, MethodOutput, create_method
 
 __all__ = ["METHODS", "Batch", "Method", "MethodOutput", "create_method"]

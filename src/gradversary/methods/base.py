@@ -24,12 +24,15 @@ class Batch:
 
     Shape:
         x_s: (N_s, *) source inputs; y_s: (N_s,) source labels;
-        x_t: (N_t, *) unlabelled target inputs, or ``None`` for methods that use no target.
+        x_t: (N_t, *) unlabelled target inputs, or ``None`` for methods that use no target;
+        targets: further source targets by task name (multi-task learning), each (N_s, *), or
+        ``None`` (the source :class:`DomainData` has none).
     """
 
     x_s: Tensor
     y_s: Tensor
     x_t: Tensor | None = None
+    targets: dict[str, Tensor] | None = None
 
 
 @dataclass

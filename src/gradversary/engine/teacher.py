@@ -1,0 +1,75 @@
+"""Loading a finished run's network as a frozen teacher for distillation methods.
+
+A method that declares ``needs_teacher = True`` (see :mod:`gradversary.methods._distill_common`)
+names a run directory in ``teacher_run``; the trainer calls :func:`load_teacher` and hands the
+result to ``method.set_teacher``. The weights are those the run deploys: the selected
+checkpoint (``best.pt``) when the run selected one, else the last one, with its averaged (EMA)
+weights when it kept them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+from ..models.base import create_model
+from .checkpoint import load_checkpoint
+
+__all__ = ["load_teacher"]
+
+
+def load_teacher(run_dir: str | Path | None, in_shape: Sequence[int], num_classes: int,
+                 device: torch.device | str = "cpu") -> nn.Module:
+    """The model of the finished run ``run_dir``, frozen, for inputs ``in_shape`` and K classes.
+
+    Raises:
+        ConfigError: no ``run_dir`` was given.
+        CheckpointError: the folder is not a run directory, the run is unfinished (no
+            ``summary.json``), or its model does not take ``in_shape`` inputs to
+            ``num_classes`` logits.
+
+    Shape:
+        the teacher maps (N, *in_shape) to (N, num_classes).
+    """
+    if not run_dir:
+        raise ConfigError("this method needs a teacher: set method.teacher_run to a finished "
+                          "run directory (e.g. one made by `gradversary train`)")
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"teacher run {str(run_dir)!r} is not a run directory (no config.yaml)")
+    if not (run_dir / "summary.json").is_file():
+        raise CheckpointError(f"teacher run {str(run_dir)!r} is unfinished (no summary.json); "
+                              "finish it first (`gradversary train ... --resume`)")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    k = summary.get("num_classes")
+    if k is not None and int(k) != int(num_classes):
+        raise CheckpointError(f"teacher run {str(run_dir)!r} predicts {k} classes, the student's "
+                              f"task has {num_classes}")
+    spec = dict(yaml.safe_load((run_dir / "config.yaml").read_text())["model"])
+    best = run_dir / "checkpoints" / "best.pt"
+    state = load_checkpoint(best if best.is_file() else run_dir / "checkpoints" / "last.pt",
+                            map_location="cpu")
+    weights = {name[len("model."):]: v for name, v in state["method"].items()
+               if name.startswith("model.")}
+    for name, v in state.get("ema", {}).items():
+        if name.startswith("model."):
+            weights[name[len("model."):]] = v
+    model = create_model(spec.pop("name"), tuple(in_shape), num_classes, **spec)
+    try:
+        model.load_state_dict(weights)
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *in_shape))
+    except RuntimeError as e:
+        raise CheckpointError(f"teacher run {str(run_dir)!r} does not fit the student's task "
+                              f"(inputs {tuple(in_shape)}, {num_classes} classes): {e}") from None
+    if tuple(out.shape) != (2, num_classes):
+        raise CheckpointError(f"teacher run {str(run_dir)!r} maps inputs {tuple(in_shape)} to "
+                              f"{tuple(out.shape[1:])}, not ({num_classes},)")
+    model.requires_grad_(False)
+    return model.to(device)
