@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="dataset folder")
 
     p = sub.add_parser("bench", help="run a benchmark table and write docs/results/")
-    p.add_argument("suite", choices=["dann", "great-defense", "great-distill", "great-mtl"],
+    p.add_argument("suite", choices=list(BENCH_SUITES),
                    help="benchmark suite")
     p.add_argument("--jobs", type=int, default=1,
                    help="processes of one thread each for the runs, grid searches and evaluations")
@@ -211,74 +211,59 @@ def _command_line() -> str:
     return "gradversary " + " ".join(sys.argv[1:])
 
 
-def _cmd_bench(args) -> int:
+def _bench_dann(args, seeds, results):
     from ..bench.dann import run_dann_bench
 
-    if args.suite == "great-defense":
-        return _cmd_bench_great_defense(args)
-    if args.suite == "great-distill":
-        return _cmd_bench_great_distill(args)
-    if args.suite == "great-mtl":
-        return _cmd_bench_great_mtl(args)
-    results = args.results or ("docs/results/dann_quick.md" if args.quick else "docs/results/dann.md")
-    try:
-        seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-        path = run_dann_bench(seeds, args.out_dir or "runs/bench/dann", results, args.quick,
-                              args.only, args.select, args.config_dir or "configs/dann",
-                              args.data_root, not args.no_progress,
-                              command=_command_line(),
-                              report_only=args.report_only, jobs=args.jobs)
-    except ValueError as e:
-        raise GradversaryError(str(e)) from None
-    print(Path(path).read_text())
-    return 0
+    return run_dann_bench(seeds, args.out_dir or "runs/bench/dann", results, args.quick,
+                          args.only, args.select, args.config_dir or "configs/dann",
+                          args.data_root, not args.no_progress, command=_command_line(),
+                          report_only=args.report_only, jobs=args.jobs)
 
 
-def _cmd_bench_great_defense(args) -> int:
+def _bench_great_defense(args, seeds, results):
     from ..bench.great_defense import run_great_defense_bench
 
-    stem = "great_defense_quick" if args.quick else "great_defense"
-    results = args.results or f"docs/results/{stem}.md"
-    try:
-        seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1])
-        path = run_great_defense_bench(
-            seeds, args.out_dir or "runs/bench/great_defense", results, args.quick,
-            overrides=getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
-            progress=not args.no_progress, command=_command_line(), config_dir=args.config_dir,
-            jobs=args.jobs)
-    except ValueError as e:
-        raise GradversaryError(str(e)) from None
-    print(Path(path).read_text())
-    return 0
+    return run_great_defense_bench(
+        seeds, args.out_dir or "runs/bench/great_defense", results, args.quick,
+        overrides=getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
+        progress=not args.no_progress, command=_command_line(), config_dir=args.config_dir,
+        jobs=args.jobs)
 
 
-def _cmd_bench_great_distill(args) -> int:
+def _bench_great_distill(args, seeds, results):
     from ..bench.great_distill import run_great_distill_bench
 
-    stem = "great_distill_quick" if args.quick else "great_distill"
-    try:
-        seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1])
-        path = run_great_distill_bench(
-            seeds, args.out_dir or "runs/bench/great_distill", args.results or f"docs/results/{stem}.md",
-            args.quick, args.config_dir or "configs/great_distill", args.data_root,
-            not args.no_progress, _command_line(), args.jobs, getattr(args, "overrides", ()))
-    except ValueError as e:
-        raise GradversaryError(str(e)) from None
-    print(Path(path).read_text())
-    return 0
+    return run_great_distill_bench(
+        seeds, args.out_dir or "runs/bench/great_distill", results, args.quick,
+        args.config_dir or "configs/great_distill", args.data_root, not args.no_progress,
+        _command_line(), args.jobs, getattr(args, "overrides", ()))
 
 
-def _cmd_bench_great_mtl(args) -> int:
+def _bench_great_mtl(args, seeds, results):
     from ..bench.great_mtl import run_great_mtl_bench
 
-    stem = "great_mtl_quick" if args.quick else "great_mtl"
+    return run_great_mtl_bench(
+        seeds, args.out_dir or "runs/bench/great_mtl", results, args.quick,
+        args.config_dir or "configs/great_mtl", args.only, getattr(args, "overrides", ()),
+        args.data_root, not args.no_progress, _command_line(), args.jobs)
+
+
+# suite -> (results stem, default seeds at full size, runner)
+BENCH_SUITES = {
+    "dann": ("dann", [0, 1, 2], _bench_dann),
+    "great-defense": ("great_defense", [0, 1], _bench_great_defense),
+    "great-distill": ("great_distill", [0, 1], _bench_great_distill),
+    "great-mtl": ("great_mtl", [0, 1], _bench_great_mtl),
+}
+
+
+def _cmd_bench(args) -> int:
+    stem, full_seeds, runner = BENCH_SUITES[args.suite]
+    stem += "_quick" if args.quick else ""
+    results = args.results or f"docs/results/{stem}.md"
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else full_seeds)
     try:
-        seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1])
-        path = run_great_mtl_bench(
-            seeds, args.out_dir or "runs/bench/great_mtl", args.results or f"docs/results/{stem}.md",
-            args.quick, args.config_dir or "configs/great_mtl", args.only,
-            getattr(args, "overrides", ()), args.data_root, not args.no_progress, _command_line(),
-            args.jobs)
+        path = runner(args, seeds, results)
     except ValueError as e:
         raise GradversaryError(str(e)) from None
     print(Path(path).read_text())
