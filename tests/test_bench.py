@@ -129,3 +129,17 @@ def test_bench_with_two_processes_matches_one(tmp_path):
         runs = json.loads(res.with_suffix(".json").read_text())["rows"]["toy"]["runs"]
         got[jobs] = {k: [(r["final"], r.get("grid", {}).get("overrides")) for r in v] for k, v in runs.items()}
     assert got[1] == got[2]
+
+
+def test_map_jobs_keeps_order_and_raises_a_failing_job_s_error():
+    import math
+
+    from gradversary.bench.parallel import map_jobs
+
+    assert map_jobs(math.sqrt, [(9.0,), (4.0,), (1.0,)], workers=2) == [3.0, 2.0, 1.0]
+    assert map_jobs(math.sqrt, [(9.0,), (4.0,)], workers=1) == [3.0, 2.0]
+    for workers in (1, 2):
+        with pytest.raises(ValueError, match="math domain error"):
+            map_jobs(math.sqrt, [(4.0,), (-1.0,), (9.0,)], workers=workers)
+    with pytest.raises(ValueError, match="workers"):
+        map_jobs(math.sqrt, [(1.0,)], workers=0)
