@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .base import MODELS, FeatureClassifier
-from .digits import Normalize
+from .digits import input_normalization
 
 __all__ = ["CNN5Config", "cnn5"]
 
@@ -70,13 +70,7 @@ def cnn5(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (3
         raise ValueError(f"need >= 1 positive channel count and hidden >= 1, got "
                          f"channels={list(channels)}, hidden={hidden}")
     c, h, w = (int(s) for s in in_shape)
-    layers: list[nn.Module] = []
-    if mean is not None:
-        if len(mean) != c or (std is not None and len(std) != c):
-            raise ValueError(f"mean/std need {c} values (one per input channel)")
-        layers.append(Normalize(mean, std))
-    elif std is not None:
-        raise ValueError("std needs mean")
+    layers: list[nn.Module] = input_normalization(c, mean, std)
     c_in = c
     for i, c_out in enumerate(channels):
         layers += [nn.Conv2d(c_in, int(c_out), 3, 1 if i == 0 else 2, 1, bias=not batch_norm),

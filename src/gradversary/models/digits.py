@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .base import MODELS, FeatureClassifier
 
-__all__ = ["DANNMNISTConfig", "dann_mnist", "Normalize"]
+__all__ = ["DANNMNISTConfig", "dann_mnist", "Normalize", "input_normalization"]
 
 
 class Normalize(nn.Module):
@@ -29,6 +29,18 @@ class Normalize(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
+
+
+def input_normalization(channels: int, mean: Sequence[float] | None,
+                        std: Sequence[float] | None) -> list[nn.Module]:
+    """``[Normalize(mean, std)]`` checked against ``channels``, or ``[]`` when ``mean`` is None."""
+    if mean is None:
+        if std is not None:
+            raise ValueError("std needs mean")
+        return []
+    if len(mean) != channels or (std is not None and len(std) != channels):
+        raise ValueError(f"mean/std need {channels} values (one per input channel)")
+    return [Normalize(mean, std)]
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from .base import MODELS, FeatureClassifier
-from .digits import Normalize
+from .digits import input_normalization
 
 __all__ = ["BasicBlock", "ResNetConfig", "ResNetSmallConfig", "resnet", "resnet18", "resnet_small"]
 
@@ -116,13 +116,7 @@ def resnet(in_shape: Sequence[int], num_classes: int, widths: Sequence[int], blo
         raise ValueError(f"need one positive width per stage and >= 1 block each, got "
                          f"widths={list(widths)}, blocks={list(blocks)}")
     c = int(in_shape[0])
-    pre: list[nn.Module] = []
-    if mean is not None:
-        if len(mean) != c or (std is not None and len(std) != c):
-            raise ValueError(f"mean/std need {c} values (one per input channel)")
-        pre.append(Normalize(mean, std))
-    elif std is not None:
-        raise ValueError("std needs mean")
+    pre = input_normalization(c, mean, std)
     layers: list[nn.Module] = [*pre, nn.Conv2d(c, widths[0], 3, 1, 1, bias=norm == "none"),
                                _norm(norm, widths[0], norm_groups), _act(activation)]
     c_in = widths[0]
