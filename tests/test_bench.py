@@ -143,3 +143,21 @@ def test_map_jobs_keeps_order_and_raises_a_failing_job_s_error():
             map_jobs(math.sqrt, [(4.0,), (-1.0,), (9.0,)], workers=workers)
     with pytest.raises(ValueError, match="workers"):
         map_jobs(math.sqrt, [(1.0,)], workers=0)
+
+
+def test_bench_compares_dann_and_source_only_under_the_same_rule(tmp_path):
+    from gradversary.bench.dann import _write
+
+    def run(sel, last):
+        return {"num_classes": 2, "wall_time_s": 1.0, "final": {"target_test_acc": last, "source_test_acc": 0.9},
+                "selection": {"metrics": {"target_test_acc": sel}}}
+
+    rows = [Row(f"r{i}", f"Row {i}", {"source-only": ("a", []), "DANN": ("b", [])}, group="amazon")
+            for i in range(2)]
+    # selected: DANN ahead on row 0 only; last: DANN ahead on both rows
+    data = {"r0": {"runs": {"source-only": [run(0.70, 0.70)], "DANN": [run(0.75, 0.80)]}},
+            "r1": {"runs": {"source-only": [run(0.80, 0.60)], "DANN": [run(0.60, 0.90)]}}}
+    text = _write(data, rows, [0], tmp_path / "r.md", False, "dev", "cmd", 0.0).read_text()
+    assert "checkpoints selected by `dev`: source-only 0.750, DANN 0.675; DANN ahead on 1 of 2." in text
+    assert "last step: source-only 0.650, DANN 0.850; DANN ahead on 2 of 2." in text
+    assert "| Row 0 | 0.700 ± 0.000 | 0.750 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in text

@@ -331,26 +331,31 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.machine()}",
         "",
-        "Target-domain test accuracy, mean ± std over seeds. **DANN (selected)** is the checkpoint "
-        f"chosen without target labels by `{select}` on 10% of the source held out; *last* is the "
+        "Target-domain test accuracy, mean ± std over seeds. **(selected)** is the checkpoint "
+        f"chosen without target labels by `{select}` on 10% of the source held out, for DANN and "
+        "source-only alike, so that the two are compared under the same rule; *last* is the "
         "final step; *oracle* is the best evaluation on target labels, an upper bound that is "
-        "not an honest figure. Source-only and train-on-target are their last step. A run marked "
+        "not an honest figure. Train-on-target is its last step. A run marked "
         "*collapsed* ended with source accuracy near chance (its network died).", "",
     ]
-    header = ["task", "source-only", "DANN (selected)", "DANN last", "DANN oracle",
-              "train on target", "paper: source-only / DANN", "time / DANN run (s)"]
+    header = ["task", "source-only (selected)", "DANN (selected)", "source-only last", "DANN last",
+              "DANN oracle", "train on target", "paper: source-only / DANN", "time / DANN run (s)"]
     for group, title in _GROUP_TITLES.items():
         grows = [r for r in rows if r.group == group]
         if not grows:
             continue
-        table, dann_avg, so_avg, wins = [], [], [], 0
+        table = []
+        avg: dict[str, list[float]] = {k: [] for k in ("so_sel", "sel", "so_last", "last")}
+        wins = {"sel": 0, "last": 0}
         for row in grows:
             runs = data[row.name]["runs"]
+            so_sel, so_sel_v = _cell(runs.get("source-only", []), "selection/metrics/target_test_acc",
+                                     expected=len(seeds))
             so, so_v = _cell(runs.get("source-only", []), "final/target_test_acc", expected=len(seeds))
             sel, sel_v = _cell(runs.get("DANN", []), "selection/metrics/target_test_acc", expected=len(seeds))
             collapsed = sum(1 for r in runs.get("DANN", [])
                             if (_lookup(r, "final/source_test_acc") or 1.0) < 1.5 / max(2, r.get("num_classes", 10)))
-            last, _ = _cell(runs.get("DANN", []), "final/target_test_acc", expected=len(seeds))
+            last, last_v = _cell(runs.get("DANN", []), "final/target_test_acc", expected=len(seeds))
             orc, _ = _cell(runs.get("DANN", []), "oracle/target_test_acc", expected=len(seeds))
             tot, _ = _cell(runs.get("train on target", []), "final/target_test_acc", expected=len(seeds))
             tm, _ = _cell(runs.get("DANN", []), "wall_time_s", 0)
@@ -358,12 +363,13 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
                                for k in ("source-only", "DANN"))
             if collapsed:
                 last += f" ({collapsed} collapsed)"
-            table.append([row.title, so, sel, last, orc, tot if "train on target" in row.configs else "–",
-                          paper, tm])
-            if sel_v and so_v:
-                dann_avg.append(mean_std(sel_v)[0])
-                so_avg.append(mean_std(so_v)[0])
-                wins += mean_std(sel_v)[0] > mean_std(so_v)[0]
+            table.append([row.title, so_sel, sel, so, last, orc,
+                          tot if "train on target" in row.configs else "–", paper, tm])
+            for key, d, b in (("sel", sel_v, so_sel_v), ("last", last_v, so_v)):
+                if d and b:  # DANN against source-only under the same rule
+                    avg[key].append(mean_std(d)[0])
+                    avg["so_" + key].append(mean_std(b)[0])
+                    wins[key] += mean_std(d)[0] > mean_std(b)[0]
         lines += [f"## {title}", "", markdown_table(header, table)]
         picks = []
         for row in grows:
@@ -376,10 +382,12 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
         if picks:
             lines += ["DANN hyper-parameters chosen by reverse validation (no target labels):", "",
                       *picks, ""]
-        if len(dann_avg) > 1:
-            lines += [f"Average over {len(dann_avg)} rows: source-only {sum(so_avg) / len(so_avg):.3f}, "
-                      f"DANN (selected) {sum(dann_avg) / len(dann_avg):.3f}; DANN ahead on "
-                      f"{wins} of {len(dann_avg)}.", ""]
+        for key, what in (("sel", f"checkpoints selected by `{select}`"), ("last", "last step")):
+            n = len(avg[key])
+            if n > 1:
+                lines += [f"Average over {n} rows, {what}: source-only "
+                          f"{sum(avg['so_' + key]) / n:.3f}, DANN {sum(avg[key]) / n:.3f}; DANN ahead "
+                          f"on {wins[key]} of {n}.", ""]
     atomic_write_text(results, "\n".join(lines) + "\n")
     atomic_write_text(results.with_suffix(".json"), json.dumps(
         {"seeds": list(seeds), "quick": quick, "select": select, "rows": data}, indent=1) + "\n")
