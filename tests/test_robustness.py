@@ -175,3 +175,44 @@ def test_bench_with_two_processes_gives_the_same_tables(tmp_path):
         data = json.loads(res.with_suffix(".json").read_text())
         out[jobs] = {s: [r["robustness"]["tables"] for r in m["runs"]] for s, m in data["methods"].items()}
     assert out[1] == out[2]
+
+
+def test_bench_max_seeds_limits_a_config_and_marks_its_cells(tmp_path):
+    from gradversary.bench.great_defense import Suite
+
+    specs = []
+    for m in ("erm", "great"):
+        p = tmp_path / "cfg" / f"a_{m}.yaml"
+        p.parent.mkdir(exist_ok=True)
+        p.write_text(yaml.safe_dump(_config(tmp_path, m, steps=2)))
+        specs.append((p, ["train.batch_size=8"]))
+    small = dataclasses.replace(TINY, eps=[0.2], curve_eps=[0.2])
+    res = tmp_path / "gd.md"
+    run_great_defense_bench([0, 1], out_dir=tmp_path / "runs", results=res, progress=False,
+                            suites=[Suite("one", "One", specs, small, max_seeds={"a_great": 1})])
+    data = json.loads(res.with_suffix(".json").read_text())
+    assert [r["seed"] for r in data["methods"]["a_great"]["runs"]] == [0]
+    assert [r["seed"] for r in data["methods"]["a_erm"]["runs"]] == [0, 1]
+    assert not (tmp_path / "runs" / "full" / "a_great" / "a_great-s1").exists()
+    great_row = next(line for line in res.read_text().splitlines() if line.startswith("| GREAT |"))
+    erm_row = next(line for line in res.read_text().splitlines() if line.startswith("| Baseline (ERM) |"))
+    assert "(n=1)" in great_row and "(n=" not in erm_row
+
+
+def test_paper_ordering_verdicts_follow_the_margins():
+    from gradversary.bench.great_defense import _ordering
+
+    base = {"fgsm": 10.0, "ifgsm": 2.0, "pgd_strong": 0.0, "worst_case": 0.0}
+    means = {"erm": base,
+             "gg": {"fgsm": 60.0, "ifgsm": 40.0, "pgd_strong": 1.0, "worst_case": 0.5},  # FGSM-only
+             "ce": {"fgsm": 15.0, "ifgsm": 30.0, "pgd_strong": 5.0, "worst_case": 3.0},
+             "g": {"fgsm": 50.0, "ifgsm": 11.0}}
+    methods = {"erm": "erm", "gg": "great_greace", "ce": "greace", "g": "great", "g2": "great"}
+    text = _ordering(means, methods)
+    assert len(text) == 3
+    assert "**holds** (FGSM +50.0, iFGSM +38.0 points); the honest columns **disagree**" in text[0]
+    assert "**does not hold** (FGSM +5.0, iFGSM +28.0 points); the honest columns agree" in text[1]
+    assert "weak against iFGSM" in text[2] and "**holds** (iFGSM +9.0 points)" in text[2]
+    means["g"]["ifgsm"] = 12.0
+    assert "**does not hold**" in _ordering(means, methods)[2]
+    assert _ordering({"g": means["g"]}, {"g": "great"}) == []  # no baseline: no verdicts
