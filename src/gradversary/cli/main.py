@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark table and write docs/results/")
     p.add_argument("suite", choices=list(BENCH_SUITES),
                    help="benchmark suite")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="processes of one thread each for the runs, grid searches and evaluations")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes of one thread each for the runs, grid searches and evaluations "
+                        "(default: one per CPU core)")
     p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, "
@@ -259,6 +261,10 @@ BENCH_SUITES = {
 
 def _cmd_bench(args) -> int:
     stem, full_seeds, runner = BENCH_SUITES[args.suite]
+    if args.jobs is None:
+        args.jobs = os.cpu_count() or 1
+    elif args.jobs < 1:
+        raise GradversaryError(f"--jobs must be at least 1, got {args.jobs}")
     stem += "_quick" if args.quick else ""
     results = args.results or f"docs/results/{stem}.md"
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else full_seeds)
