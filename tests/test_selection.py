@@ -112,3 +112,20 @@ def test_feature_embedding_plot_writes_png(tmp_path):
     assert abs(z[:60, 0].mean() - z[60:, 0].mean()) > 2
     p = feature_embedding_plot([("raw", a, b), ("again", a, b)], tmp_path / "e.png", method="pca")
     assert p.exists() and p.stat().st_size > 1000
+
+
+def test_risk_standard_errors_match_their_hand_formulas():
+    from gradversary.selection import dev_risk, iwcv_risk
+
+    losses = torch.tensor([0.2, 1.0, 0.5, 0.1, 0.9], dtype=torch.float64)
+    w = torch.tensor([0.5, 2.0, 1.0, 0.5, 1.0], dtype=torch.float64)
+    m = len(losses)
+    terms = w * losses
+    assert iwcv_risk(losses, w).se == pytest.approx(float(terms.std() / m ** 0.5))
+    # DEV's estimate is the mean of w l + eta (w - 1), eta = -Cov(w l, w) / Var(w)
+    eta = -float(((terms - terms.mean()) * (w - w.mean())).sum() / (m - 1) / w.var())
+    dev_terms = terms + eta * (w - 1)
+    r = dev_risk(losses, w)
+    assert r.risk == pytest.approx(float(dev_terms.mean()))
+    assert r.se == pytest.approx(float(dev_terms.std() / m ** 0.5))
+    assert r.se < iwcv_risk(losses, w).se  # the control variate cuts the variance here

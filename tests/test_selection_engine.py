@@ -50,3 +50,45 @@ def test_selection_config_errors():
         resolve_config({"selection": {"criterion": "dev", "holdout": 0.0}})
     with pytest.raises(ConfigError, match="choose one of"):
         resolve_config({"selection": {"criterion": "oracle"}})
+    with pytest.raises(ConfigError, match="selection.rule"):
+        resolve_config({"selection": {"criterion": "dev", "rule": "median"}})
+
+
+def _replay(rule, risks, ses):
+    """Feed a risk series through Trainer._update_best; returns the kept step."""
+    from types import SimpleNamespace
+
+    tr = object.__new__(Trainer)
+    tr.cfg = SimpleNamespace(selection=SimpleNamespace(rule=rule))
+    tr.best, tr.writes = {}, False
+    for step, (r, se) in enumerate(zip(risks, ses), 1):
+        tr.step = step
+        tr._update_best({"select_risk": r, "select_se": se})
+    return tr.best["step"]
+
+
+def test_one_se_rule_keeps_the_latest_checkpoint_within_one_se_of_the_minimum():
+    risks = [0.50, 0.30, 0.36, 0.20, 0.27, 0.29, 0.23]
+    ses = [0.05, 0.05, 0.05, 0.08, 0.05, 0.05, 0.05]
+    assert _replay("min", risks, ses) == 4                # the minimum, 0.20
+    # threshold 0.20 + 0.08 (the SE at the minimum): steps 5 (0.27) and 7 (0.23) qualify
+    assert _replay("one_se", risks, ses) == 7
+    # a minimum after a qualifying checkpoint lowers the bar: the earlier pick is dropped
+    assert _replay("one_se", [0.30, 0.31, 0.10, 0.35], [0.02, 0.02, 0.01, 0.02]) == 3
+    # with zero noise the rule is the minimum (the latest of ties)
+    assert _replay("one_se", [0.3, 0.2, 0.2, 0.4], [0.0] * 4) == 3
+
+
+def test_one_se_rule_in_a_run_matches_its_logged_risks(tmp_path):
+    from gradversary.io import read_metrics
+
+    cfg = resolve_config({"method": {"name": "dann"}, "model": {"name": "mlp", "hidden": [8]},
+                          "train": {"steps": 60, "eval_every": 10, "batch_size": 32, "progress": False},
+                          "selection": {"criterion": "dev", "rule": "one_se"}})
+    summary = Trainer(cfg, run_dir=tmp_path / "r").fit()
+    evals = [r for r in read_metrics(tmp_path / "r" / "metrics.jsonl", kind="eval") if "select_risk" in r]
+    assert all(r["select_se"] > 0 for r in evals)
+    low = min(evals, key=lambda r: r["select_risk"])
+    want = max(r["step"] for r in evals if r["select_risk"] <= low["select_risk"] + low["select_se"])
+    assert summary["selection"]["step"] == want and summary["selection"]["rule"] == "one_se"
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "best.pt")["step"] == want

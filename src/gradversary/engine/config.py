@@ -116,11 +116,16 @@ class SelectionConfig:
         holdout: share of the source training set held out as ``source_val`` (default 0.1
             when a criterion is set, else 0).
         max_fit: examples per domain used to fit the criterion's domain classifier.
+        rule: ``min`` keeps the checkpoint of lowest estimated risk; ``one_se`` the *latest*
+            checkpoint whose risk is within one standard error of that minimum (Breiman's
+            one-standard-error rule): the schedule's end point wins unless an earlier
+            checkpoint is better by more than the estimate's noise.
     """
 
     criterion: Literal["last", "source_val", "iwcv", "dev"] = "last"
     holdout: float | None = None
     max_fit: int = 2000
+    rule: Literal["min", "one_se"] = "min"
 
     def __post_init__(self) -> None:
         if self.holdout is None:

@@ -329,16 +329,32 @@ class Trainer:
                     r = checkpoint_risk(crit, m.model.features, m.predict_logits, self._fit_s,
                                         self._fit_t, val.x, val.y, self.device)
                     metrics["select_risk"], metrics["select_ess"] = r["risk"], r["ess"]
+                    metrics["select_se"] = r["se"]
                 return metrics
         finally:
             self.method.train(was)
 
     def _update_best(self, metrics: dict[str, float]) -> None:
-        """Keep the checkpoint with the lowest selection risk as ``best.pt`` (rank 0)."""
+        """Keep the selected checkpoint as ``best.pt`` (rank 0): with ``selection.rule: min``
+        the lowest selection risk so far; with ``one_se`` the latest checkpoint whose risk is
+        within one standard error of the minimum so far. Once the final minimum has been seen,
+        the minimum no longer moves, so the last checkpoint saved is exactly the latest one
+        within one SE of the final minimum."""
         risk = metrics.get("select_risk")
-        if risk is None or (self.best and risk >= self.best["risk"]):
+        if risk is None:
             return
-        self.best = {"step": self.step, "risk": risk, "metrics": dict(metrics)}
+        lo, lo_se = self.best.get("min_risk", math.inf), self.best.get("min_se", 0.0)
+        if risk < lo:
+            lo, lo_se = risk, metrics.get("select_se", 0.0)
+        if self.cfg.selection.rule == "one_se":
+            keep = risk <= lo + lo_se
+        else:
+            keep = risk < self.best.get("risk", math.inf)
+        if not keep:
+            self.best.update(min_risk=lo, min_se=lo_se)
+            return
+        self.best = {"step": self.step, "risk": risk, "metrics": dict(metrics), "min_risk": lo,
+                     "min_se": lo_se}
         if self.writes:
             save_checkpoint(self.best_path, {"step": self.step, "method": self.method.state_dict(),
                                              **({"ema": self.ema.state_dict()} if self.ema else {}),
@@ -485,7 +501,7 @@ class Trainer:
             "num_classes": self.task.num_classes,
             "warnings": list(self.warnings),
             "final": dict(self.last_eval),
-            "selection": {"criterion": self.cfg.selection.criterion,
+            "selection": {"criterion": self.cfg.selection.criterion, "rule": self.cfg.selection.rule,
                           **({"step": self.best["step"], "metrics": self.best["metrics"]}
                              if self.best else {"step": self.step, "metrics": dict(self.last_eval)})},
             **({"oracle": {"step": oracle["step"], "target_test_acc": oracle["target_test_acc"],

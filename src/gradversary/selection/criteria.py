@@ -43,17 +43,19 @@ def checkpoint_risk(criterion: str, features: Callable[[Tensor], Tensor],
         source_val_x, source_val_y: held-out labelled source, (M, *) and (M,).
 
     Returns:
-        ``{"risk": ..., "ess": ...}``; ``ess`` is the importance weights' effective sample size
-        (M for ``source_val``).
+        ``{"risk": ..., "se": ..., "ess": ...}``: the estimate, its standard error (for the
+        one-standard-error rule) and the importance weights' effective sample size (M for
+        ``source_val``).
     """
     if criterion not in CRITERIA[1:]:
         raise ValueError(f"unknown selection criterion {criterion!r}; choose from {CRITERIA}")
     out = _apply(logits, source_val_x, device)
     y = source_val_y.to(out.device)
     if criterion == "source_val":
-        return {"risk": float((out.argmax(-1) != y).float().mean()), "ess": float(len(y))}
+        err = float((out.argmax(-1) != y).float().mean())
+        return {"risk": err, "se": (err * (1 - err) / max(len(y), 1)) ** 0.5, "ess": float(len(y))}
     losses = F.cross_entropy(out, y, reduction="none")
     fs, ft, fv = (_apply(features, x, device) for x in (source_fit, target_fit, source_val_x))
     w = importance_weights(fs, ft, fv)
     r = (dev_risk if criterion == "dev" else iwcv_risk)(losses, w)
-    return {"risk": r.risk, "ess": r.ess}
+    return {"risk": r.risk, "se": r.se, "ess": r.ess}

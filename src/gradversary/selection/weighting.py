@@ -27,10 +27,12 @@ __all__ = ["importance_weights", "iwcv_risk", "dev_risk", "WeightedRisk"]
 
 @dataclass(frozen=True)
 class WeightedRisk:
-    """An estimated target risk, with the weights' effective sample size."""
+    """An estimated target risk, its standard error (the per-example terms' std / sqrt(M)),
+    and the weights' effective sample size."""
 
     risk: float
     ess: float
+    se: float = 0.0
 
 
 def importance_weights(source_train: Tensor, target_train: Tensor, source_val: Tensor,
@@ -59,6 +61,11 @@ def importance_weights(source_train: Tensor, target_train: Tensor, source_val: T
     return ratio / ratio.mean()
 
 
+def _se(terms: Tensor) -> float:
+    """Standard error of the mean of per-example terms, (M,)."""
+    return float(terms.std(unbiased=True) / len(terms) ** 0.5) if len(terms) > 1 else 0.0
+
+
 def _ess(w: Tensor) -> float:
     return float(w.sum() ** 2 / w.square().sum())
 
@@ -66,7 +73,8 @@ def _ess(w: Tensor) -> float:
 def iwcv_risk(losses: Tensor, weights: Tensor) -> WeightedRisk:
     """Importance-weighted mean of per-example validation losses. Shape: (M,), (M,)."""
     losses, weights = losses.double(), weights.double()
-    return WeightedRisk(float((weights * losses).mean()), _ess(weights))
+    terms = weights * losses
+    return WeightedRisk(float(terms.mean()), _ess(weights), _se(terms))
 
 
 def dev_risk(losses: Tensor, weights: Tensor) -> WeightedRisk:
@@ -85,4 +93,5 @@ def dev_risk(losses: Tensor, weights: Tensor) -> WeightedRisk:
     else:
         cov = ((wl - wl.mean()) * (weights - weights.mean())).sum() / (len(weights) - 1)
         eta = float(-cov / var)
-    return WeightedRisk(float(wl.mean() + eta * weights.mean() - eta), _ess(weights))
+    terms = wl + eta * weights - eta  # the estimate is the mean of these per-example terms
+    return WeightedRisk(float(terms.mean()), _ess(weights), _se(terms))
