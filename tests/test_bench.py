@@ -161,3 +161,43 @@ def test_bench_compares_dann_and_source_only_under_the_same_rule(tmp_path):
     assert "checkpoints selected by `dev`: source-only 0.750, DANN 0.675; DANN ahead on 1 of 2." in text
     assert "last step: source-only 0.650, DANN 0.850; DANN ahead on 2 of 2." in text
     assert "| Row 0 | 0.700 ± 0.000 | 0.750 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in text
+
+
+def test_bench_other_selection_rule_keeps_runs_apart_and_shares_the_grid(tmp_path):
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    base = {"model": {"name": "mlp", "hidden": [8]}, "data": {"name": "moons"},
+            "train": {"steps": 20, "eval_every": 5, "batch_size": 32}}
+    (cfgs / "m.yaml").write_text(yaml.safe_dump({**base, "method": {
+        "name": "dann", "lambda_schedule": {"name": "constant", "value": 0.1}}}))
+    (cfgs / "m_so.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}}))
+    row = Row("toy", "Toy", {"source-only": ("m_so.yaml", []), "DANN": ("m.yaml", [])},
+              group="amazon", grid={"method.lambda_schedule.value": [0.0, 0.5]})
+    kw = dict(out_dir=tmp_path / "runs", results=tmp_path / "r.md", config_dir=cfgs, rows=[row],
+              progress=False)
+    run_dann_bench([0], **kw)
+    cache = tmp_path / "runs" / "full" / "toy" / "grid-s0.json"
+    first = (tmp_path / "runs" / "full" / "toy" / "DANN-s0" / "summary.json").stat().st_mtime_ns
+    stamp = cache.stat().st_mtime_ns
+    run_dann_bench([0], select_rule="one_se", **kw)
+    other = tmp_path / "runs" / "full-dev-one_se" / "toy" / "DANN-s0"
+    assert json.loads((other / "summary.json").read_text())["selection"]["rule"] == "one_se"
+    assert cache.stat().st_mtime_ns == stamp  # the grid choice is reused, not searched again
+    assert not (tmp_path / "runs" / "full-dev-one_se" / "toy" / "grid-s0.json").exists()
+    assert (tmp_path / "runs" / "full" / "toy" / "DANN-s0" / "summary.json").stat().st_mtime_ns == first
+    assert "by `dev, one-se rule`" in (tmp_path / "r.md").read_text()
+
+
+def test_grid_cache_survives_a_new_option_at_its_default(tmp_path):
+    from gradversary.bench.dann import _same_grid
+    from gradversary.engine.config import resolve_config
+
+    cfg = resolve_config({"method": {"name": "dann"}}, [])
+    grid = {"method.lambda_schedule.value": [0.1, 1.0]}
+    old = cfg.to_dict()
+    del old["selection"]["rule"]  # a cache written before selection.rule existed
+    assert _same_grid(json.dumps({"config": old, "grid": grid}), cfg, grid)
+    assert not _same_grid(json.dumps({"config": old, "grid": {"x": [1]}}), cfg, grid)
+    changed = resolve_config({"method": {"name": "dann"}, "optim": {"lr": 0.5}}, [])
+    assert not _same_grid(json.dumps({"config": old, "grid": grid}), changed, grid)
+    assert not _same_grid(None, cfg, grid) and not _same_grid("not json", cfg, grid)

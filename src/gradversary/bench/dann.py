@@ -198,16 +198,22 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                    only: str | None = None, select: str = "dev", config_dir: str | Path = "configs/dann",
                    data_root: str | None = None, progress: bool = True, command: str = "",
                    rows: Sequence[Row] | None = None, report_only: bool = False,
-                   jobs: int = 1) -> Path:
+                   jobs: int = 1, select_rule: str = "min") -> Path:
     """Run the benchmark rows (default :data:`ROWS`) matching ``only`` (a glob on row names)
     and write the results. With ``report_only``, nothing is trained: finished runs are
     tabulated and missing ones left out (their cells read n/a).
 
     Two stages: the reverse-validation grid searches (one per row, or per seed), then every
-    run; with ``jobs`` > 1 each stage runs in that many one-thread processes.
+    run; with ``jobs`` > 1 each stage runs in that many one-thread processes. ``select`` and
+    ``select_rule`` set every run's ``selection.criterion`` and ``selection.rule``.
     """
     t0 = time.perf_counter()
-    config_dir, out_dir = Path(config_dir), Path(out_dir) / ("quick" if quick else "full")
+    config_dir, grid_dir = Path(config_dir), Path(out_dir) / ("quick" if quick else "full")
+    # runs under another selection live beside the default ones (full-iwcv, full-dev-one_se),
+    # so that comparing rules retrains nothing of the other; grid choices do not depend on it
+    suffix = "" if (select, select_rule) == ("dev", "min") else "-" + select + (
+        f"-{select_rule}" if select_rule != "min" else "")
+    out_dir = grid_dir.with_name(grid_dir.name + suffix)
     rows = [r for r in (ROWS if rows is None else rows) if only is None or fnmatch.fnmatch(r.name, only)]
     if not rows:
         raise ValueError(f"no benchmark row matches {only!r}; rows: {', '.join(r.name for r in ROWS)}")
@@ -218,12 +224,14 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
         for label, (fname, extra) in row.configs.items():
             for seed in list(seeds)[:row.max_seeds.get(label, len(seeds))]:
                 over = [*extra, f"train.seed={seed}", f"selection.criterion={select}"]
+                if select_rule != "min":  # the default stays out, so finished runs still match
+                    over.append(f"selection.rule={select_rule}")
                 if quick:
                     over += row.quick
                 cache = None
                 if grid and label == "DANN":
                     gseed = seed if row.grid_seed is None else row.grid_seed
-                    cache = out_dir / row.name / f"grid-s{gseed}.json"
+                    cache = grid_dir / row.name / f"grid-s{gseed}.json"
                     g_over = [o for o in over if not o.startswith("train.seed=")] + [f"train.seed={gseed}"]
                     grids.setdefault(cache, (config_dir, fname, g_over, grid, gseed, cache, data_root,
                                              progress and jobs == 1, f"{row.name} grid"))
@@ -237,7 +245,8 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                 if summary is not None:
                     cells.setdefault(label, []).append(summary)
             data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": cells}
-        return _write(data, rows, seeds, results, quick, select, command, time.perf_counter() - t0)
+        return _write(data, rows, seeds, results, quick, _rule_name(select, select_rule), command,
+                      time.perf_counter() - t0)
     chosen = dict(zip(grids, map_jobs(_grid_search, list(grids.values()), jobs, "grids", progress)))
     run_jobs, keys = [], []
     for row in rows:
@@ -256,7 +265,11 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
             summary = {**summary, "grid": chosen[cache]}
         data[name]["runs"].setdefault(label, []).append(summary)
     wall = time.perf_counter() - t0
-    return _write(data, rows, seeds, results, quick, select, command, wall)
+    return _write(data, rows, seeds, results, quick, _rule_name(select, select_rule), command, wall)
+
+
+def _rule_name(select: str, rule: str) -> str:
+    return select if rule == "min" else f"{select}, {rule.replace('_', '-')} rule"
 
 
 def _finished(row_dir: Path, label: str, seed: int, grid: Path | None) -> dict | None:
@@ -271,6 +284,17 @@ def _finished(row_dir: Path, label: str, seed: int, grid: Path | None) -> dict |
     return summary
 
 
+def _same_grid(saved_key: str | None, base, grid: dict[str, list]) -> bool:
+    """Whether a cached grid search was made for this config and grid. The cached config is
+    resolved again, so options added to the library since then compare equal at their
+    defaults (as in :func:`_same_config`)."""
+    try:
+        old = json.loads(saved_key)
+        return old["grid"] == grid and resolve_config(old["config"], []).to_dict() == base.to_dict()
+    except Exception:  # noqa: BLE001 - an unreadable or outdated cache is simply not a match
+        return False
+
+
 def _grid_search(config_dir: Path, fname: str, over: list[str], grid: dict[str, list], seed: int,
                  cache: Path, data_root: str | None, progress: bool = False, desc: str = "grid") -> dict:
     """Score every grid point by reverse validation (in memory) and return the best's overrides
@@ -282,18 +306,19 @@ def _grid_search(config_dir: Path, fname: str, over: list[str], grid: dict[str, 
     from ..engine.trainer import build_task
     from ..selection.reverse import reverse_validation
 
-    base = _resolve(config_dir, fname, [*over, "selection.criterion=last"])
+    plain = ["selection.criterion=last", "selection.rule=min"]  # reverse validation picks no checkpoint
+    base = _resolve(config_dir, fname, [*over, *plain])
     key = json.dumps({"config": base.to_dict(), "grid": grid}, sort_keys=True)
     if cache.exists():
         saved = json.loads(cache.read_text())
-        if saved.get("key") == key:
+        if _same_grid(saved.get("key"), base, grid):
             return saved["result"]
     task = build_task(base, data_root)
     scores = []
     points = list(itertools.product(*grid.values()))
     for values in tqdm(points, desc=desc, disable=not progress, leave=False):
         point = [f"{k}={json.dumps(v)}" for k, v in zip(grid, values)]
-        cfg = _resolve(config_dir, fname, [*over, "selection.criterion=last", *point])
+        cfg = _resolve(config_dir, fname, [*over, *plain, *point])
         cfg.train.progress = False
 
         def fit(t, cfg=cfg):

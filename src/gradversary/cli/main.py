@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dann: train nothing; tabulate the finished runs (missing seeds show n)")
     p.add_argument("--select", default="dev", choices=["dev", "iwcv", "source_val"],
                    help="checkpoint selection criterion (no target labels)")
+    p.add_argument("--select-rule", default="min", choices=["min", "one_se"],
+                   help="dann: the lowest estimated risk, or the latest checkpoint within one "
+                        "standard error of it; runs under another criterion or rule are kept "
+                        "apart (<out-dir>/full-<criterion>[-<rule>]), grid choices shared")
     p.add_argument("--out-dir", default=None, help="where runs are kept (and reused); default "
                                                     "runs/bench/dann or runs/bench/great_defense")
     p.add_argument("--results", default=None, help="results file (default docs/results/<suite>.md, "
@@ -219,7 +223,7 @@ def _bench_dann(args, seeds, results):
     return run_dann_bench(seeds, args.out_dir or "runs/bench/dann", results, args.quick,
                           args.only, args.select, args.config_dir or "configs/dann",
                           args.data_root, not args.no_progress, command=_command_line(),
-                          report_only=args.report_only, jobs=args.jobs)
+                          report_only=args.report_only, jobs=args.jobs, select_rule=args.select_rule)
 
 
 def _bench_great_defense(args, seeds, results):
