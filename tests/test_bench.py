@@ -201,3 +201,106 @@ def test_grid_cache_survives_a_new_option_at_its_default(tmp_path):
     changed = resolve_config({"method": {"name": "dann"}, "optim": {"lr": 0.5}}, [])
     assert not _same_grid(json.dumps({"config": old, "grid": grid}), changed, grid)
     assert not _same_grid(None, cfg, grid) and not _same_grid("not json", cfg, grid)
+
+
+def _toy_rows(cfgs, grid=None):
+    base = {"model": {"name": "mlp", "hidden": [8]}, "data": {"name": "moons"},
+            "train": {"steps": 12, "eval_every": 6, "batch_size": 32}}
+    (cfgs / "m.yaml").write_text(yaml.safe_dump({**base, "method": {
+        "name": "dann", "lambda_schedule": {"name": "constant", "value": 0.1}}}))
+    (cfgs / "m_so.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}}))
+    return [Row("toy", "Toy", {"source-only": ("m_so.yaml", []), "DANN": ("m.yaml", [])},
+                group="amazon", grid=grid or {})]
+
+
+def test_records_fill_the_table_when_run_directories_are_gone(tmp_path):
+    import shutil
+
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    rows = _toy_rows(cfgs, grid={"method.lambda_schedule.value": [0.0, 0.5]})
+    res = tmp_path / "r.md"
+    kw = dict(out_dir=tmp_path / "runs", results=res, config_dir=cfgs, rows=rows, progress=False)
+    run_dann_bench([0, 1], **kw)
+    first = json.loads(res.with_suffix(".json").read_text())["rows"]["toy"]["runs"]
+    recs = tmp_path / "r_runs"
+    assert sorted(p.name for p in (recs / "full" / "toy").iterdir()) == [
+        "DANN-s0.json", "DANN-s1.json", "grid-s0.json", "source-only-s0.json", "source-only-s1.json"]
+    rec = json.loads((recs / "full" / "toy" / "DANN-s1.json").read_text())
+    assert rec["summary"]["final"] == first["DANN"][1]["final"] and rec["config"]["train"]["seed"] == 1
+    assert "runs from records" not in res.read_text()  # all made by this invocation
+
+    shutil.rmtree(tmp_path / "runs")  # a new machine: run directories and grid caches are gone
+    run_dann_bench([0, 1], report_only=True, **kw)
+    again = json.loads(res.with_suffix(".json").read_text())["rows"]["toy"]["runs"]
+    assert [r["final"] for r in again["DANN"]] == [r["final"] for r in first["DANN"]]
+    assert again["DANN"][0]["grid"] == first["DANN"][0]["grid"]
+    assert "runs from records: 4 of 4 runs" in res.read_text()
+    run_dann_bench([0, 1], **kw)  # nothing is trained again, not even the grid
+    assert not (tmp_path / "runs" / "full" / "toy" / "DANN-s0").exists()
+    assert (tmp_path / "runs" / "full" / "toy" / "grid-s0.json").exists()  # restored, not searched
+
+    # another config: the record does not match, the run is made and its record replaced
+    over = yaml.safe_load((cfgs / "m_so.yaml").read_text())
+    over["train"]["steps"] = 8
+    (cfgs / "m_so.yaml").write_text(yaml.safe_dump(over))
+    run_dann_bench([0], **kw)
+    assert (tmp_path / "runs" / "full" / "toy" / "source-only-s0" / "summary.json").exists()
+    rec = json.loads((recs / "full" / "toy" / "source-only-s0.json").read_text())
+    assert rec["config"]["train"]["steps"] == 8 and rec["summary"]["steps"] == 8
+
+
+def test_records_are_off_on_request_and_unreadable_ones_are_not_matched(tmp_path):
+    from gradversary.bench.records import RunRecords
+    from gradversary.engine import resolve_config
+
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    kw = dict(out_dir=tmp_path / "runs", results=tmp_path / "r.md", config_dir=cfgs,
+              rows=_toy_rows(cfgs), progress=False)
+    run_dann_bench([0], records=False, **kw)
+    assert not (tmp_path / "r_runs").exists()
+    cfg = resolve_config({"method": {"name": "erm"}, "model": {"name": "mlp"}, "data": {"name": "moons"}})
+    rr = RunRecords(tmp_path / "recs")
+    rr.put("full", "toy", "x-s0", cfg, {"final": {"a": 1}}, "abc", "cmd")
+    assert rr.get("full", "toy", "x-s0", cfg)["record"]["commit"] == "abc"
+    other = resolve_config({"method": {"name": "erm"}, "model": {"name": "mlp"},
+                            "data": {"name": "moons"}, "train": {"seed": 3}})
+    assert rr.get("full", "toy", "x-s0", other) is None
+    (tmp_path / "recs" / "full" / "toy" / "x-s0.json").write_text("{not json")
+    assert rr.get("full", "toy", "x-s0", cfg) is None
+
+
+def test_import_records_from_an_earlier_results_file(tmp_path, monkeypatch):
+    import subprocess
+
+    from gradversary.bench.dann import import_records
+
+    repo = tmp_path / "repo"
+    cfgs = repo / "cfg"
+    cfgs.mkdir(parents=True)
+    rows = _toy_rows(cfgs, grid={"method.lambda_schedule.value": [0.0, 0.5]})
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], cwd=repo, check=True)
+    sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    res = repo / "old.md"
+    kw = dict(out_dir=tmp_path / "runs", config_dir=cfgs, rows=rows, progress=False)
+    run_dann_bench([0, 1], results=res, records=False, **kw)  # an old file, without records
+    res.write_text(res.read_text().replace(res.read_text().split("commit: `")[1].split("`")[0], sha))
+    first = json.loads(res.with_suffix(".json").read_text())["rows"]["toy"]["runs"]
+    assert import_records(res.with_suffix(".json"), cfgs, rows=rows) == {"imported": 4, "skipped": 0}
+    new = repo / "new.md"
+    run_dann_bench([0, 1], results=new, report_only=True, records=repo / "old_runs",
+                   **{**kw, "out_dir": tmp_path / "elsewhere"})
+    got = json.loads(new.with_suffix(".json").read_text())["rows"]["toy"]["runs"]
+    assert [r["final"] for r in got["DANN"]] == [r["final"] for r in first["DANN"]]
+    assert got["DANN"][0]["record"]["imported"] and got["DANN"][0]["grid"] == first["DANN"][0]["grid"]
+    assert "4 of them were imported" in new.read_text()
+    # a config file changed since the old file: its runs are not imported
+    (cfgs / "m_so.yaml").write_text((cfgs / "m_so.yaml").read_text() + "# changed\n")
+    counts = import_records(res.with_suffix(".json"), cfgs, records=tmp_path / "r2", rows=rows)
+    assert counts == {"imported": 2, "skipped": 2}

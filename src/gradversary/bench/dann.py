@@ -31,8 +31,9 @@ from ..io import atomic_write_text
 from ..report.markdown import fmt_mean_std, markdown_table, mean_std
 from .compare import _lookup, git_commit
 from .parallel import map_jobs
+from .records import RunRecords, canonical_config
 
-__all__ = ["Row", "ROWS", "run_dann_bench"]
+__all__ = ["Row", "ROWS", "import_records", "run_dann_bench"]
 
 
 @dataclass
@@ -173,14 +174,9 @@ def _same_config(run_dir: Path, cfg) -> bool:
     if not path.exists():
         return False
     try:
-        saved = resolve_config(yaml.safe_load(path.read_text()), []).to_dict()
+        return canonical_config(yaml.safe_load(path.read_text())) == canonical_config(cfg)
     except Exception:  # noqa: BLE001 - an unreadable or outdated config is simply not a match
         return False
-    saved = yaml.safe_load(yaml.safe_dump(saved, sort_keys=False))
-    now = yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    for d in (saved, now):
-        d.get("train", {}).pop("progress", None)
-    return saved == now
 
 
 def _run(cfg, run_dir: Path, data_root: str | None, progress: bool) -> dict:
@@ -198,7 +194,7 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                    only: str | None = None, select: str = "dev", config_dir: str | Path = "configs/dann",
                    data_root: str | None = None, progress: bool = True, command: str = "",
                    rows: Sequence[Row] | None = None, report_only: bool = False,
-                   jobs: int = 1, select_rule: str = "min") -> Path:
+                   jobs: int = 1, select_rule: str = "min", records: str | Path | bool = True) -> Path:
     """Run the benchmark rows (default :data:`ROWS`) matching ``only`` (a glob on row names)
     and write the results. With ``report_only``, nothing is trained: finished runs are
     tabulated and missing ones left out (their cells read n/a).
@@ -206,9 +202,17 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
     Two stages: the reverse-validation grid searches (one per row, or per seed), then every
     run; with ``jobs`` > 1 each stage runs in that many one-thread processes. ``select`` and
     ``select_rule`` set every run's ``selection.criterion`` and ``selection.rule``.
+
+    ``records`` (default: ``<results stem>_runs/`` beside the results; ``False``: off) keeps a
+    :class:`~gradversary.bench.records.RunRecords` of every finished run and grid search, and
+    a cell whose run directory is missing is taken from its record when the resolved config
+    matches: the table can be filled over several sessions on different machines.
     """
     t0 = time.perf_counter()
+    results = Path(results)
     config_dir, grid_dir = Path(config_dir), Path(out_dir) / ("quick" if quick else "full")
+    rec = RunRecords(None if records is False else
+                     results.with_name(results.stem + "_runs") if records is True else records)
     # runs under another selection live beside the default ones (full-iwcv, full-dev-one_se),
     # so that comparing rules retrains nothing of the other; grid choices do not depend on it
     suffix = "" if (select, select_rule) == ("dev", "min") else "-" + select + (
@@ -217,8 +221,62 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
     rows = [r for r in (ROWS if rows is None else rows) if only is None or fnmatch.fnmatch(r.name, only)]
     if not rows:
         raise ValueError(f"no benchmark row matches {only!r}; rows: {', '.join(r.name for r in ROWS)}")
-    cells_of = {row.name: [] for row in rows}  # (label, seed, fname, overrides, grid cache)
+    cells_of = _cells(rows, seeds, quick, select, select_rule)
     grids: dict[Path, tuple] = {}
+    for row in rows:
+        for _label, _seed, fname, over, gseed in cells_of[row.name]:
+            if gseed is not None:
+                cache = grid_dir / row.name / f"grid-s{gseed}.json"
+                g_over = [o for o in over if not o.startswith("train.seed=")] + [f"train.seed={gseed}"]
+                grid = row.quick_grid if quick else row.grid
+                grids.setdefault(cache, (config_dir, fname, g_over, grid, gseed, cache, data_root,
+                                         progress and jobs == 1, f"{row.name} grid"))
+                rec.restore_file(grid_dir.name, row.name, cache.name, cache)
+    if report_only:
+        chosen = {c: json.loads(c.read_text())["result"] for c in grids if c.exists()}
+    else:
+        chosen = dict(zip(grids, map_jobs(_grid_search, list(grids.values()), jobs, "grids", progress)))
+    for cache in grids:
+        rec.keep_file(grid_dir.name, cache.parent.name, cache)
+    data = {row.name: {"title": row.title, "group": row.group, "paper": row.paper, "runs": {}}
+            for row in rows}
+    todo, found = [], []  # (row, label, cell, cfg, cache); summaries in table order
+    for row in rows:
+        for label, seed, fname, over, gseed in cells_of[row.name]:
+            cache = None if gseed is None else grid_dir / row.name / f"grid-s{gseed}.json"
+            if cache is not None and cache not in chosen:
+                continue  # report-only, grid never searched: nothing to show
+            cfg = _resolve(config_dir, fname, [*over, *(chosen[cache]["overrides"] if cache else [])])
+            cfg.name = f"{label.replace(' ', '_')}-s{seed}"
+            run_dir = out_dir / row.name / cfg.name
+            summary = None
+            if _same_config(run_dir, cfg) and (run_dir / "summary.json").exists():
+                summary = json.loads((run_dir / "summary.json").read_text())
+            elif (summary := rec.get(out_dir.name, row.name, cfg.name, cfg)) is None:
+                if not report_only:
+                    todo.append((row.name, label, cfg, cache))
+                continue
+            found.append((row.name, label, cfg, cache, summary))
+    fresh = map_jobs(_run, [(cfg, out_dir / name / cfg.name, data_root, progress and jobs == 1)
+                            for name, _, cfg, _ in todo], jobs, "runs", progress)
+    done = [*found, *((n, lab, cfg, cache, s) for (n, lab, cfg, cache), s in zip(todo, fresh))]
+    commit = git_commit()
+    for name, label, cfg, cache, summary in done:
+        if "record" not in summary:
+            rec.put(out_dir.name, name, cfg.name, cfg, summary, commit, command or "gradversary bench dann")
+        if cache is not None:
+            summary = {**summary, "grid": chosen[cache]}
+        data[name]["runs"].setdefault(label, []).append(summary)
+    for d in data.values():  # seeds in order, whichever way each run was found
+        for runs in d["runs"].values():
+            runs.sort(key=lambda r: r.get("seed", 0))
+    wall = time.perf_counter() - t0
+    return _write(data, rows, seeds, results, quick, _rule_name(select, select_rule), command, wall)
+
+
+def _cells(rows: Sequence[Row], seeds, quick: bool, select: str, select_rule: str) -> dict[str, list]:
+    """Row name -> its cells ``(label, seed, config file, overrides, grid seed or None)``."""
+    cells_of: dict[str, list] = {row.name: [] for row in rows}
     for row in rows:
         grid = row.quick_grid if quick else row.grid
         for label, (fname, extra) in row.configs.items():
@@ -228,60 +286,81 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                     over.append(f"selection.rule={select_rule}")
                 if quick:
                     over += row.quick
-                cache = None
+                gseed = None
                 if grid and label == "DANN":
                     gseed = seed if row.grid_seed is None else row.grid_seed
-                    cache = grid_dir / row.name / f"grid-s{gseed}.json"
+                cells_of[row.name].append((label, seed, fname, over, gseed))
+    return cells_of
+
+
+def import_records(old_json: str | Path, config_dir: str | Path = "configs/dann",
+                   records: str | Path | None = None, rows: Sequence[Row] | None = None) -> dict[str, int]:
+    """Turn an earlier ``dann.json`` (written before records existed) into run records.
+
+    Each run of the old file becomes the record of its cell when the config it would have
+    today is the one it ran with, as far as can be checked: the row's config files must be
+    unchanged in git between the commit that wrote the old file (read from the ``.md`` beside
+    it) and now. Records are marked ``imported``; their commit is that of the old file, since
+    the runs' own commits were not kept. Grid choices become grid caches.
+
+    Returns:
+        counts: ``imported``, ``skipped`` (config files changed, or no such row/label).
+    """
+    import subprocess
+
+    old_json, config_dir = Path(old_json), Path(config_dir)
+    old = json.loads(old_json.read_text())
+    md = old_json.with_suffix(".md")
+    commit = next((ln.split("`")[1] for ln in md.read_text().splitlines()
+                   if ln.startswith("- commit: `")), "") if md.exists() else ""
+    if not commit or commit.endswith("-dirty"):
+        raise ValueError(f"{md}: no clean commit line; cannot check that the configs are unchanged")
+    rec = RunRecords(records or old_json.with_name(old_json.stem + "_runs"))
+    quick, select = old.get("quick", False), old.get("select", "dev")
+    if "," in select:
+        raise ValueError(f"{old_json}: select {select!r}: only the default rule (min) can be imported")
+    variant = ("quick" if quick else "full") + ("" if select == "dev" else f"-{select}")
+    by_name = {r.name: r for r in (ROWS if rows is None else rows)}
+    counts = {"imported": 0, "skipped": 0}
+    for name, d in old["rows"].items():
+        row = by_name.get(name)
+        for label, runs in d.get("runs", {}).items():
+            if row is None or label not in row.configs:
+                counts["skipped"] += len(runs)
+                continue
+            fname, extra = row.configs[label]
+            unchanged = subprocess.run(["git", "diff", "--quiet", commit, "--", str(config_dir / fname)],
+                                       capture_output=True).returncode == 0
+            for r in runs:
+                if not unchanged:
+                    counts["skipped"] += 1
+                    continue
+                seed = r["seed"]
+                over = [*extra, f"train.seed={seed}", f"selection.criterion={select}",
+                        *(row.quick if quick else [])]
+                grid = (row.quick_grid if quick else row.grid) if label == "DANN" else {}
+                if grid and "grid" in r:
+                    gseed = seed if row.grid_seed is None else row.grid_seed
                     g_over = [o for o in over if not o.startswith("train.seed=")] + [f"train.seed={gseed}"]
-                    grids.setdefault(cache, (config_dir, fname, g_over, grid, gseed, cache, data_root,
-                                             progress and jobs == 1, f"{row.name} grid"))
-                cells_of[row.name].append((label, seed, fname, over, cache))
-    data: dict[str, dict] = {}
-    if report_only:
-        for row in rows:
-            cells: dict[str, list[dict]] = {}
-            for label, seed, _, _, cache in cells_of[row.name]:
-                summary = _finished(out_dir / row.name, label, seed, cache)
-                if summary is not None:
-                    cells.setdefault(label, []).append(summary)
-            data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": cells}
-        return _write(data, rows, seeds, results, quick, _rule_name(select, select_rule), command,
-                      time.perf_counter() - t0)
-    chosen = dict(zip(grids, map_jobs(_grid_search, list(grids.values()), jobs, "grids", progress)))
-    run_jobs, keys = [], []
-    for row in rows:
-        for label, seed, fname, over, cache in cells_of[row.name]:
-            if cache is not None:
-                over = [*over, *chosen[cache]["overrides"]]
-            cfg = _resolve(config_dir, fname, over)
-            cfg.name = f"{label.replace(' ', '_')}-s{seed}"
-            run_jobs.append((cfg, out_dir / row.name / cfg.name, data_root, progress and jobs == 1))
-            keys.append((row.name, label, cache))
-    summaries = map_jobs(_run, run_jobs, jobs, "runs", progress)
-    for row in rows:
-        data[row.name] = {"title": row.title, "group": row.group, "paper": row.paper, "runs": {}}
-    for (name, label, cache), summary in zip(keys, summaries):
-        if cache is not None:
-            summary = {**summary, "grid": chosen[cache]}
-        data[name]["runs"].setdefault(label, []).append(summary)
-    wall = time.perf_counter() - t0
-    return _write(data, rows, seeds, results, quick, _rule_name(select, select_rule), command, wall)
+                    base = _resolve(config_dir, fname, [*g_over, "selection.criterion=last",
+                                                        "selection.rule=min"])
+                    key = json.dumps({"config": base.to_dict(), "grid": grid}, sort_keys=True)
+                    cache = rec.root / ("quick" if quick else "full") / name / f"grid-s{gseed}.json"
+                    if not cache.exists():
+                        atomic_write_text(cache, json.dumps({"key": key, "result": r["grid"]}, indent=1) + "\n")
+                    over = [*over, *r["grid"]["overrides"]]
+                cfg = _resolve(config_dir, fname, over)
+                cfg.name = f"{label.replace(' ', '_')}-s{seed}"
+                summary = {k: v for k, v in r.items() if k != "grid"}
+                rec.put(variant, name, cfg.name, cfg, summary, commit,
+                        f"imported from {old_json.name} by gradversary bench dann --import-records",
+                        imported=True)
+                counts["imported"] += 1
+    return counts
 
 
 def _rule_name(select: str, rule: str) -> str:
     return select if rule == "min" else f"{select}, {rule.replace('_', '-')} rule"
-
-
-def _finished(row_dir: Path, label: str, seed: int, grid: Path | None) -> dict | None:
-    """The summary of a finished run of ``label`` and ``seed`` under ``row_dir``, if any, with
-    the grid choice cached in ``grid`` (for DANN rows with a grid)."""
-    path = row_dir / f"{label.replace(' ', '_')}-s{seed}" / "summary.json"
-    if not path.exists():
-        return None
-    summary = json.loads(path.read_text())
-    if grid is not None and grid.exists():
-        summary["grid"] = json.loads(grid.read_text())["result"]
-    return summary
 
 
 def _same_grid(saved_key: str | None, base, grid: dict[str, list]) -> bool:
@@ -346,6 +425,25 @@ def _cell(runs: list[dict], path: str, digits: int = 3, expected: int = 0) -> tu
     return text, vals
 
 
+def _provenance(data: dict, results: Path) -> list[str]:
+    """Header lines naming the runs taken from records (earlier sessions or machines)."""
+    recs = [r["record"] for d in data.values() for runs in d["runs"].values() for r in runs
+            if "record" in r]
+    total = sum(len(runs) for d in data.values() for runs in d["runs"].values())
+    if not recs:
+        return []
+    commits = sorted({str(r.get("commit")) for r in recs})
+    imported = sum(1 for r in recs if r.get("imported"))
+    where = Path(recs[0]["path"]).parents[2]
+    line = (f"- runs from records: {len(recs)} of {total} runs were made by earlier invocations "
+            f"(commits {', '.join(f'`{c}`' for c in commits)}) and are read from their records "
+            f"in `{where.name}/` beside this file, each with its config, command and wall time")
+    if imported:
+        line += (f"; {imported} of them were imported from an earlier results file, whose runs' "
+                 "own commits were not recorded (the commit is the one that wrote that file)")
+    return [line]
+
+
 def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, wall) -> Path:
     results = Path(results)
     lines = [
@@ -357,6 +455,7 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
         f"- wall time of this invocation: {wall:.0f} s (runs reused from earlier invocations are not re-timed)",
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.machine()}",
+        *_provenance(data, results),
         "",
         "Target-domain test accuracy, mean ± std over seeds. **(selected)** is the checkpoint "
         f"chosen without target labels by `{select}` on 10% of the source held out, for DANN and "

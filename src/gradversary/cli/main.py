@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dann: the lowest estimated risk, or the latest checkpoint within one "
                         "standard error of it; runs under another criterion or rule are kept "
                         "apart (<out-dir>/full-<criterion>[-<rule>]), grid choices shared")
+    p.add_argument("--no-records", action="store_true",
+                   help="dann: keep no run records beside the results (<results stem>_runs/), "
+                        "and take no run from them")
+    p.add_argument("--import-records", default=None, metavar="JSON",
+                   help="dann: turn an earlier results JSON (written before records existed) "
+                        "into run records, where the row configs are unchanged since it; then stop")
     p.add_argument("--out-dir", default=None, help="where runs are kept (and reused); default "
                                                     "runs/bench/dann or runs/bench/great_defense")
     p.add_argument("--results", default=None, help="results file (default docs/results/<suite>.md, "
@@ -218,12 +224,18 @@ def _command_line() -> str:
 
 
 def _bench_dann(args, seeds, results):
-    from ..bench.dann import run_dann_bench
+    from ..bench.dann import import_records, run_dann_bench
 
+    if args.import_records:
+        counts = import_records(args.import_records, args.config_dir or "configs/dann")
+        print(f"records: {counts['imported']} runs imported, {counts['skipped']} skipped "
+              "(config files changed since, or no such row)")
+        return None
     return run_dann_bench(seeds, args.out_dir or "runs/bench/dann", results, args.quick,
                           args.only, args.select, args.config_dir or "configs/dann",
                           args.data_root, not args.no_progress, command=_command_line(),
-                          report_only=args.report_only, jobs=args.jobs, select_rule=args.select_rule)
+                          report_only=args.report_only, jobs=args.jobs, select_rule=args.select_rule,
+                          records=not args.no_records)
 
 
 def _bench_great_defense(args, seeds, results):
@@ -269,6 +281,8 @@ def _cmd_bench(args) -> int:
         args.jobs = os.cpu_count() or 1
     elif args.jobs < 1:
         raise GradversaryError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.suite != "dann" and (args.import_records or args.no_records):
+        raise GradversaryError("--import-records and --no-records apply to bench dann only")
     stem += "_quick" if args.quick else ""
     results = args.results or f"docs/results/{stem}.md"
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else full_seeds)
@@ -276,7 +290,8 @@ def _cmd_bench(args) -> int:
         path = runner(args, seeds, results)
     except ValueError as e:
         raise GradversaryError(str(e)) from None
-    print(Path(path).read_text())
+    if path is not None:
+        print(Path(path).read_text())
     return 0
 
 
