@@ -1,11 +1,18 @@
-"""DANN step time over ERM step time on the same combined batch, measured in one process.
+"""DANN and GREAT step times over ERM step time on the same batch, measured in one process.
 
-    python benchmarks/step_time.py [--repeats 7] [--steps 30] [--threads 2]
+    python benchmarks/step_time.py [--suite dann|great|all] [--repeats 7] [--steps 30] [--threads 2]
 
 Both methods train the DANN paper's MNIST network (Figure 4) on the same 128 random 3x28x28
 images: ERM on all 128 as labelled source, DANN on 64 source + 64 target (one forward of 128,
 plus the domain head of 100 units). The two are timed in interleaved rounds and the median
 ratio is printed, so the machine's drift affects both alike. It also reports the moons MLP.
+
+``--suite great``: the GREAT defense configs (``configs/great/mnist_*.yaml``: the small ResNet,
+Adam, the auxiliary network and its optimizer) on one batch of 128 random 1x28x28 images,
+stepped in turn (``gradversary.bench.step_time.interleaved_step_times``) at mid-training
+(progress 0.5, so alpha and beta are non-zero); prints each method's step time and its ratio
+to ERM (the issue's goal for GREAT: at most 3.5), and the same for ERM and GREAT with GroupNorm
+and with no normalisation (other models, named configurations: not the faithful figure).
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
+from gradversary.bench.step_time import interleaved_step_times
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
 from gradversary.methods import Batch
@@ -58,13 +68,50 @@ def measure(model: dict, shape, repeats: int, steps: int) -> dict:
             "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
+GREAT_METHODS = ("erm", "adversarial_training", "greace", "great", "great_greace", "great_greace_l2")
+# the faithful configs use BatchNorm, whose double backward is costly; GroupNorm and no
+# normalisation change the model (separate, named configurations), timed beside it
+OTHER_NORMS = ("group", "none")
+
+
+def measure_great(steps: int, threads: int, config_dir: Path) -> dict[str, tuple[float, float]]:
+    """Per config (and ``erm``/``great`` with other norms): ms per step and the ratio to ERM
+    with the same norm, all on one batch, stepped in turn in this process."""
+    g = torch.Generator().manual_seed(1)
+    batch = Batch(torch.rand(128, 1, 28, 28, generator=g), torch.randint(0, 10, (128,), generator=g))
+    specs = [(m, m, None) for m in GREAT_METHODS]
+    specs += [(f"{m} (norm={n})", m, n) for n in OTHER_NORMS for m in ("erm", "great")]
+    trainers = {}
+    for label, m, norm in specs:
+        raw = yaml.safe_load((config_dir / f"mnist_{m}.yaml").read_text())
+        raw["train"] = {**raw.get("train", {}), "progress": False, "eval_every": 0}
+        if norm is not None:
+            raw["model"] = {**raw["model"], "norm": norm}
+        tr = Trainer(resolve_config(raw), persist=False, task=_task((1, 28, 28)))
+        tr._set_progress(0.5)
+        trainers[label] = tr
+    med = interleaved_step_times(trainers, steps, batch, threads=threads)
+    base = {norm: med["erm" if norm is None else f"erm (norm={norm})"] for _, _, norm in specs}
+    return {label: (1e3 * med[label], med[label] / base[norm]) for label, _, norm in specs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--suite", choices=["dann", "great", "all"], default="all")
+    ap.add_argument("--config-dir", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "great")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.suite in ("great", "all"):
+        ms = measure_great(args.steps, args.threads, args.config_dir)
+        print(f"GREAT defense configs, small ResNet on 1x28x28, batch 128, {args.threads} thread(s), "
+              f"median of {args.steps} interleaved steps:")
+        for m, (t, ratio) in ms.items():
+            print(f"  {m:<22} {t:8.1f} ms  x ERM {ratio:.2f}")
+        if args.suite == "great":
+            return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 128 (DANN: 64 + 64)")
     for name, model, shape in [("DANN MNIST CNN", {"name": "dann_mnist"}, (3, 28, 28)),
                                ("moons MLP 15-15", {"name": "mlp", "hidden": [15, 15]}, (2,))]:

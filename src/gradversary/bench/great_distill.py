@@ -34,6 +34,7 @@ from ..report.markdown import fmt_mean_std, markdown_table, mean_std
 from .compare import git_commit
 from .dann import _resolve, _run
 from .parallel import map_jobs
+from .step_time import interleaved_step_times
 
 __all__ = ["METHODS", "REGIMES", "PAPER", "QUICK_OVERRIDES", "run_great_distill_bench"]
 
@@ -109,8 +110,8 @@ def run_great_distill_bench(seeds: Sequence[int], out_dir: str | Path = "runs/be
 def _step_times(config_dir: Path, teacher_dir: Path, data_root, steps: int, quick: bool) -> dict:
     """Median seconds per training step of each method on the dense configs' first batch.
 
-    The methods are stepped in turn (one step each, ``steps`` rounds after a warm-up round),
-    in this process with one thread, so they share the machine's load alike.
+    The methods are stepped in turn on the same batch (:func:`interleaved_step_times`), in this
+    process with one thread, so they share the machine's load alike.
     """
     from ..engine.trainer import Trainer
 
@@ -123,14 +124,7 @@ def _step_times(config_dir: Path, teacher_dir: Path, data_root, steps: int, quic
         cfg.train.progress = False
         trainers[method] = Trainer(cfg, persist=False, data_root=data_root)
     batch = trainers["erm"]._next_batch()
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
-    for r in range(steps + 1):
-        for method, tr in trainers.items():
-            start = time.perf_counter()
-            tr.train_step(batch)
-            if r:
-                times[method].append(time.perf_counter() - start)
-    med = {m: statistics.median(v) for m, v in times.items()}
+    med = interleaved_step_times(trainers, steps, batch)
     return {"seconds_per_step": med, "steps": steps, "batch_size": int(batch.y_s.shape[0]),
             "threads": 1, "ratio_great_distill_kd": med["great_distill"] / med["kd"],
             "ratio_great_distill_erm": med["great_distill"] / med["erm"]}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import platform
-import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from ..report.plots import curves_plot
 from .compare import git_commit
 from .dann import _resolve, _run
 from .parallel import map_jobs
+from .step_time import interleaved_step_times
 
 __all__ = ["CONFIGS", "LABELS", "PAPER", "QUICK_OVERRIDES", "run_great_mtl_bench"]
 
@@ -103,27 +103,13 @@ def run_great_mtl_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/
 
 
 def time_steps(cfgs: dict, data_root: str | None, steps: int) -> dict[str, float]:
-    """Median seconds per training step of each config, steps interleaved across configs.
-
-    One thread; the models are freshly initialised (step time does not depend on the weights).
-    """
+    """Median seconds per training step of each config, steps interleaved across configs
+    (:func:`interleaved_step_times`, one thread, each its own batches). The models are freshly
+    initialised (step time does not depend on the weights)."""
     from ..engine.trainer import Trainer
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        trainers = {s: Trainer(c, data_root=data_root, persist=False) for s, c in cfgs.items()}
-        times: dict[str, list[float]] = {s: [] for s in trainers}
-        for i in range(steps + 1):
-            for s, tr in trainers.items():
-                batch = tr._next_batch()
-                t = time.perf_counter()
-                tr.train_step(batch)
-                if i:  # the first step of each warms up
-                    times[s].append(time.perf_counter() - t)
-    finally:
-        torch.set_num_threads(threads)
-    return {s: statistics.median(v) for s, v in times.items()}
+    trainers = {s: Trainer(c, data_root=data_root, persist=False) for s, c in cfgs.items()}
+    return interleaved_step_times(trainers, steps)
 
 
 def _plots(runs: dict[str, list[dict]], results: Path) -> dict[str, str]:
