@@ -8,6 +8,8 @@ commit and command that ran it, as one small JSON file under ``docs/results/<ste
     <records>/<variant>/<row>/<cell>.json      {"config", "summary", "commit", "command", ...}
     <records>/<grid variant>/<row>/<grid>.json  a hyper-parameter search's cache file, verbatim
 
+The commit is that of the invocation that wrote the record: the one that made the run, for
+runs made since records exist (a run directory from before is recorded when first tabulated).
 A record is reused only for the same resolved config (re-resolved, as for run directories,
 so an option added since then compares equal at its default), and the results file says how
 many cells came from records and from which commits. Records are written atomically and a
