@@ -239,6 +239,42 @@ def test_pgd_restarts_keep_the_worst_point_per_example():
     assert (ok4 & ~ok1).any() or (loss4[both_fail] > loss1[both_fail] + 1e-4).any()
 
 
+@pytest.mark.parametrize("target,eps", [(False, 0.004), (True, 0.02)])
+def test_pgd_early_stop_fools_the_same_examples_with_fewer_gradients(target, eps):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), Sine(), nn.Linear(32, 4))
+    with torch.no_grad():
+        net[1].weight.mul_(20)
+        x = torch.rand(96, *SHAPE)
+        y = net(x).argmax(1)
+    t = (y + 1) % 4 if target else None
+    calls = {}
+
+    def counted(attack):
+        plain = attack.gradient
+
+        def gradient(model, x_adv, yy, tt):
+            calls[attack] = calls.get(attack, 0) + x_adv.shape[0]
+            return plain(model, x_adv, yy, tt)
+
+        attack.gradient = gradient
+        return attack
+
+    full = counted(PGD(eps, steps=10, restarts=2, seed=1))
+    fast = counted(PGD(eps, steps=10, restarts=2, seed=1, early_stop=True))
+    x_full, x_fast = full(net, x, y, t), fast(net, x, y, t)
+    with torch.no_grad():
+        pf, pe = net(x_full).argmax(1), net(x_fast).argmax(1)
+    hit_full = pf != y if t is None else pf == t
+    hit_fast = pe != y if t is None else pe == t
+    assert 0 < int(hit_full.sum()) < len(y)  # some fooled, some not: the test can tell
+    assert torch.equal(hit_full, hit_fast)
+    # unfooled examples ran every step of both restarts in both: their points are the same
+    assert torch.allclose(x_full[~hit_full], x_fast[~hit_full])
+    assert calls[fast] < calls[full]
+    assert ((x_fast - x).abs() <= eps + 1e-6).all() and x_fast.min() >= 0 and x_fast.max() <= 1
+
+
 def test_gradient_masking_checks_flag_a_masking_table_and_pass_a_healthy_one():
     healthy = AccuracyTable(
         clean=0.99, fgsm=0.80, ifgsm=0.62, pgd=0.60, pgd_strong=0.59, pgd_dlr=0.60, square=0.66,

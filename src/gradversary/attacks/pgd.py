@@ -35,6 +35,11 @@ class PGD(Attack):
     every restart is a candidate; per example the attack keeps the worst one, ranked first by
     success (misclassified, or classified as the target), then by J. Restarts after the first
     run only on the examples not yet fooled, so more restarts never make the attack weaker.
+    With ``early_stop``, an example also stops within a run at its first successful iterate:
+    the set of fooled examples, hence every accuracy, is the same (success at any iterate
+    already counts), for fewer gradient evaluations; only the returned point of a fooled
+    example differs (its first success instead of its highest-loss success), which matters
+    where the points are reused elsewhere (a transfer attack wants the latter).
 
     Args:
         eps: L-infinity radius.
@@ -45,6 +50,7 @@ class PGD(Attack):
             beyond the first repeat the same run and are skipped).
         seed: seed of the random starts (``None``: the global RNG).
         loss: the objective J: ``ce``, ``margin`` or ``dlr``.
+        early_stop: stop each example at its first success (see above).
 
     Shape:
         x: (N, C, H, W) in [0, 1]; y, target: (N,); output: (N, C, H, W).
@@ -52,7 +58,7 @@ class PGD(Attack):
 
     def __init__(self, eps: float, steps: int = 40, step_size: float | None = None,
                  restarts: int = 1, random_start: bool = True, seed: int | None = None,
-                 loss: str = "ce"):
+                 loss: str = "ce", early_stop: bool = False):
         super().__init__(eps)
         if loss not in ATTACK_LOSSES:
             raise ConfigError("pgd loss: " + suggest(str(loss), ATTACK_LOSSES))
@@ -64,6 +70,7 @@ class PGD(Attack):
         self.restarts = int(restarts)
         self.random_start = bool(random_start)
         self.seed = seed
+        self.early_stop = bool(early_stop)
         self._generator = make_generator(seed)
 
     def objective(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -95,17 +102,25 @@ class PGD(Attack):
             x_adv = self.project(x + uniform_like(x, -self.eps, self.eps, self._generator), x)
         best, best_obj = x_adv.clone(), torch.full_like(y, -torch.inf, dtype=x.dtype)
         best_ok = torch.zeros_like(y, dtype=torch.bool)
+        active = torch.arange(x.shape[0], device=x.device)  # examples still iterated
         for i in range(self.steps + 1):
+            xa, ya = x_adv[active], y[active]
+            ta = None if target is None else target[active]
             if i < self.steps:
-                grad, logits = self.gradient(model, x_adv, y, target)
+                grad, logits = self.gradient(model, xa, ya, ta)
             else:
                 with torch.no_grad():
-                    logits = model(x_adv)
-            obj, ok = self.objective(logits, y, target).detach(), self.success(logits, y, target)
-            better = _better(ok, obj, best_ok, best_obj)
-            best[better], best_obj[better], best_ok[better] = x_adv[better], obj[better], ok[better]
+                    logits = model(xa)
+            obj, ok = self.objective(logits, ya, ta).detach(), self.success(logits, ya, ta)
+            better = _better(ok, obj, best_ok[active], best_obj[active])
+            sel = active[better]
+            best[sel], best_obj[sel], best_ok[sel] = xa[better], obj[better], ok[better]
             if i < self.steps:
-                x_adv = self.project(x_adv + self.step_size * grad.sign(), x)
+                x_adv[active] = self.project(xa + self.step_size * grad.sign(), x[active])
+                if self.early_stop:
+                    active = active[~best_ok[active]]
+                    if active.numel() == 0:
+                        break
         return best, best_obj, best_ok
 
 

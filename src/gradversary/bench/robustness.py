@@ -137,7 +137,8 @@ class RobustnessSettings:
                 + (f"PGD-DLR {self.pgd_steps} x {self.pgd_restarts} on the DLR loss; " if self.dlr else "")
                 + f"Square "
                 f"{self.square_queries} queries, p_init 0.8; transfer = PGD ({self.pgd_steps} x "
-                f"{self.pgd_restarts}) on the source model")
+                f"{self.pgd_restarts}) on the source model; white-box PGD counts an image as "
+                f"fooled at its first successful iterate and stops there")
 
 
 def _subsample(x: Tensor, y: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -175,14 +176,17 @@ def _attacks_at(model: nn.Module, data, eps: float, s: RobustnessSettings, rand_
         out[f"{name}_worst"] = robust_accuracy(model, attack, data, bs, target_fn=_worst)
         out[f"{name}_random"] = robust_accuracy(model, attack, data, bs,
                                                 target_fn=_fixed_targets(rand_t))
-    out["pgd"] = robust_accuracy(model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed),
-                                 data, bs)
+    # white-box PGD stops an example at its first success: the same accuracies, fewer gradients
+    out["pgd"] = robust_accuracy(model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed,
+                                            early_stop=True), data, bs)
     out["pgd_strong"] = robust_accuracy(
-        model, PGD(eps, s.strong_steps, restarts=s.strong_restarts, seed=s.seed + 1), data, bs)
+        model, PGD(eps, s.strong_steps, restarts=s.strong_restarts, seed=s.seed + 1, early_stop=True),
+        data, bs)
     if s.dlr:
         loss = "dlr" if num_classes >= 3 else "margin"
         out["pgd_dlr"] = robust_accuracy(
-            model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed + 2, loss=loss), data, bs)
+            model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed + 2, loss=loss,
+                       early_stop=True), data, bs)
     out["square"] = robust_accuracy(model, Square(eps, s.square_queries, seed=s.seed), data, bs)
     if source is not None:
         inner = PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed)
@@ -192,7 +196,7 @@ def _attacks_at(model: nn.Module, data, eps: float, s: RobustnessSettings, rand_
 
 def _curve_point(model: nn.Module, data, eps: float, s: RobustnessSettings) -> dict[str, float]:
     attacks = {"fgsm": FGSM(eps), "ifgsm": IFGSM(eps, steps=s.ifgsm_steps),
-               "pgd": PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed)}
+               "pgd": PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed, early_stop=True)}
     return {k: robust_accuracy(model, a, data, s.batch_size).accuracy for k, a in attacks.items()}
 
 
