@@ -304,3 +304,25 @@ def test_import_records_from_an_earlier_results_file(tmp_path, monkeypatch):
     (cfgs / "m_so.yaml").write_text((cfgs / "m_so.yaml").read_text() + "# changed\n")
     counts = import_records(res.with_suffix(".json"), cfgs, records=tmp_path / "r2", rows=rows)
     assert counts == {"imported": 2, "skipped": 2}
+
+
+def test_git_commit_is_read_once_so_a_bench_s_own_files_do_not_mark_it_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    from gradversary.bench.compare import git_commit
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "results.md").write_text("old\n")
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    first = git_commit()
+    assert len(first) == 12 and not first.endswith("-dirty")
+    (tmp_path / "results.md").write_text("new\n")  # what a benchmark writes before its header
+    assert git_commit() == first
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)  # not a repository: read afresh
+    subprocess.run(["git", "init", "-q"], cwd=other, check=True)
+    assert git_commit() == "unknown"

@@ -40,6 +40,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None,
     """Write ``analysis.md`` and ``features.png`` (under ``out``, default the first run's
     folder) and return the Markdown path. ``command`` is recorded in the file."""
     t0 = time.perf_counter()
+    git_commit()  # read once, now: the files written below must not mark the tree dirty
     trainers = [Trainer.from_run_dir(d, data_root) for d in run_dirs]
     task = trainers[0].task
     src = task.eval.get("source_test", task.source)

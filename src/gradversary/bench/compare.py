@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import platform
 import subprocess
 from collections.abc import Sequence
@@ -23,12 +25,23 @@ __all__ = ["ComparisonResult", "run_comparison", "git_commit"]
 
 
 def git_commit() -> str:
-    """The current commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    """The commit of the code this process runs (with ``-dirty`` when the tree had changes),
+    or ``unknown``.
+
+    Read once per working directory and process, at the first call: a benchmark calls it when
+    it starts, so the files it writes itself (plots, before the results header) cannot mark
+    the tree dirty, and a commit made while it runs is not credited with its results.
+    """
+    return _commit_at(os.getcwd())
+
+
+@functools.cache
+def _commit_at(cwd: str) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+                             text=True, check=True, cwd=cwd).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+                               capture_output=True, text=True, check=True, cwd=cwd).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -209,6 +209,7 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
     matches: the table can be filled over several sessions on different machines.
     """
     t0 = time.perf_counter()
+    git_commit()  # read once, now: the files written below must not mark the tree dirty
     results = Path(results)
     config_dir, grid_dir = Path(config_dir), Path(out_dir) / ("quick" if quick else "full")
     rec = RunRecords(None if records is False else

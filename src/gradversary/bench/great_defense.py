@@ -151,6 +151,7 @@ def run_great_defense_bench(seeds: Sequence[int], out_dir: str | Path = "runs/be
         jobs: processes for the trainings and the evaluations (one thread each).
     """
     t0 = time.perf_counter()
+    git_commit()  # read once, now: the files written below must not mark the tree dirty
     if configs is not None:
         suites = [Suite("custom", "", list(configs))]
     suites = list(SUITES if suites is None else suites)

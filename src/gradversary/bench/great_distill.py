@@ -73,6 +73,7 @@ def run_great_distill_bench(seeds: Sequence[int], out_dir: str | Path = "runs/be
         timing_steps: steps timed per method (after one warm-up step); 0 skips the timing.
     """
     t0 = time.perf_counter()
+    git_commit()  # read once, now: the files written below must not mark the tree dirty
     config_dir = Path(config_dir)
     out = Path(out_dir) / ("quick" if quick else "full")
     for name in ["teacher", *(f"{m}_{r}" for m in METHODS for r in REGIMES)]:

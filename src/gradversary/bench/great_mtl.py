@@ -75,6 +75,7 @@ def run_great_mtl_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/
         timing_steps: timed steps per method (after one untimed), interleaved across methods.
     """
     t0 = time.perf_counter()
+    git_commit()  # read once, now: the files written below must not mark the tree dirty
     stems = [s for s in CONFIGS if only is None or fnmatch.fnmatch(s, only)]
     if not stems:
         raise ValueError(f"no config matches {only!r}; configs: {', '.join(CONFIGS)}")
