@@ -326,3 +326,18 @@ def test_git_commit_is_read_once_so_a_bench_s_own_files_do_not_mark_it_dirty(tmp
     monkeypatch.chdir(other)  # not a repository: read afresh
     subprocess.run(["git", "init", "-q"], cwd=other, check=True)
     assert git_commit() == "unknown"
+
+
+def test_map_jobs_reports_each_success_as_it_ends_even_if_another_job_fails():
+    import math
+
+    from gradversary.bench.parallel import map_jobs
+
+    for workers in (1, 2):
+        seen = []
+        with pytest.raises(ValueError):
+            map_jobs(math.sqrt, [(4.0,), (-1.0,), (9.0,)] if workers == 2 else [(4.0,), (-1.0,)],
+                     workers=workers, on_result=lambda i, r: seen.append((i, r)))
+        assert (0, 2.0) in seen and all(i != 1 for i, _ in seen)
+        if workers == 2:
+            assert (2, 3.0) in seen

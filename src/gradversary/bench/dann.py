@@ -258,13 +258,19 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
                     todo.append((row.name, label, cfg, cache))
                 continue
             found.append((row.name, label, cfg, cache, summary))
+    commit, cmd = git_commit(), command or "gradversary bench dann"
+
+    def record(i: int, summary: dict) -> None:  # as each run ends: a stopped bench keeps them
+        name, _, cfg, _ = todo[i]
+        rec.put(out_dir.name, name, cfg.name, cfg, summary, commit, cmd)
+
     fresh = map_jobs(_run, [(cfg, out_dir / name / cfg.name, data_root, progress and jobs == 1)
-                            for name, _, cfg, _ in todo], jobs, "runs", progress)
+                            for name, _, cfg, _ in todo], jobs, "runs", progress, on_result=record)
+    for name, _, cfg, _, summary in found:
+        if "record" not in summary:  # a run directory made before records existed
+            rec.put(out_dir.name, name, cfg.name, cfg, summary, commit, cmd)
     done = [*found, *((n, lab, cfg, cache, s) for (n, lab, cfg, cache), s in zip(todo, fresh))]
-    commit = git_commit()
-    for name, label, cfg, cache, summary in done:
-        if "record" not in summary:
-            rec.put(out_dir.name, name, cfg.name, cfg, summary, commit, command or "gradversary bench dann")
+    for name, label, _cfg, cache, summary in done:
         if cache is not None:
             summary = {**summary, "grid": chosen[cache]}
         data[name]["runs"].setdefault(label, []).append(summary)

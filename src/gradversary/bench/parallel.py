@@ -22,12 +22,20 @@ def _one_thread(fn: Callable, args: tuple) -> Any:
 
 
 def map_jobs(fn: Callable, jobs: Sequence[tuple], workers: int = 1, desc: str = "jobs",
-             progress: bool = False) -> list:
-    """``[fn(*args) for args in jobs]``, in ``workers`` processes when ``workers`` > 1."""
+             progress: bool = False, on_result: Callable[[int, Any], None] | None = None) -> list:
+    """``[fn(*args) for args in jobs]``, in ``workers`` processes when ``workers`` > 1.
+
+    ``on_result(i, result)`` runs in this process as soon as job ``i`` has succeeded (to keep
+    a record of it even if a later job fails or the benchmark is stopped)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1 or len(jobs) <= 1:
-        return [fn(*args) for args in jobs]
+        out = []
+        for i, args in enumerate(jobs):
+            out.append(fn(*args))
+            if on_result is not None:
+                on_result(i, out[-1])
+        return out
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -36,7 +44,9 @@ def map_jobs(fn: Callable, jobs: Sequence[tuple], workers: int = 1, desc: str = 
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
                              mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_one_thread, fn, tuple(args)) for args in jobs]
-        for _ in tqdm(as_completed(futures), total=len(futures), desc=desc,
+        index = {f: i for i, f in enumerate(futures)}
+        for f in tqdm(as_completed(futures), total=len(futures), desc=desc,
                       disable=not progress, leave=False):
-            pass
+            if on_result is not None and f.exception() is None:
+                on_result(index[f], f.result())
     return [f.result() for f in futures]
