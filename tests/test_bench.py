@@ -229,6 +229,9 @@ def test_records_fill_the_table_when_run_directories_are_gone(tmp_path):
     rec = json.loads((recs / "full" / "toy" / "DANN-s1.json").read_text())
     assert rec["summary"]["final"] == first["DANN"][1]["final"] and rec["config"]["train"]["seed"] == 1
     assert "runs from records" not in res.read_text()  # all made by this invocation
+    stamp = (recs / "full" / "toy" / "DANN-s1.json").read_text()
+    run_dann_bench([0, 1], report_only=True, command="later", **kw)  # run dirs still here
+    assert (recs / "full" / "toy" / "DANN-s1.json").read_text() == stamp  # not re-recorded
 
     shutil.rmtree(tmp_path / "runs")  # a new machine: run directories and grid caches are gone
     run_dann_bench([0, 1], report_only=True, **kw)
@@ -334,10 +337,10 @@ def test_map_jobs_reports_each_success_as_it_ends_even_if_another_job_fails():
     from gradversary.bench.parallel import map_jobs
 
     for workers in (1, 2):
-        seen = []
+        seen: list = []
         with pytest.raises(ValueError):
             map_jobs(math.sqrt, [(4.0,), (-1.0,), (9.0,)] if workers == 2 else [(4.0,), (-1.0,)],
-                     workers=workers, on_result=lambda i, r: seen.append((i, r)))
+                     workers=workers, on_result=lambda i, r, seen=seen: seen.append((i, r)))
         assert (0, 2.0) in seen and all(i != 1 for i, _ in seen)
         if workers == 2:
             assert (2, 3.0) in seen

@@ -266,8 +266,8 @@ def run_dann_bench(seeds: Sequence[int], out_dir: str | Path = "runs/bench/dann"
 
     fresh = map_jobs(_run, [(cfg, out_dir / name / cfg.name, data_root, progress and jobs == 1)
                             for name, _, cfg, _ in todo], jobs, "runs", progress, on_result=record)
-    for name, _, cfg, _, summary in found:
-        if "record" not in summary:  # a run directory made before records existed
+    for name, _, cfg, _, summary in found:  # a run directory not yet recorded
+        if "record" not in summary and rec.get(out_dir.name, name, cfg.name, cfg) is None:
             rec.put(out_dir.name, name, cfg.name, cfg, summary, commit, cmd)
     done = [*found, *((n, lab, cfg, cache, s) for (n, lab, cfg, cache), s in zip(todo, fresh))]
     for name, label, _cfg, cache, summary in done:
