@@ -216,14 +216,20 @@ class Sine(nn.Module):
         return torch.sin(x)
 
 
-def test_pgd_restarts_keep_the_worst_point_per_example():
-    # A wiggly model, so that random starts end in different local maxima.
+def _wiggly(n: int):
+    """A wiggly 4-class model, so that random starts end in different local maxima, with n
+    inputs labelled by its own predictions."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), Sine(), nn.Linear(32, 4))
     with torch.no_grad():
         net[1].weight.mul_(20)
-        x = torch.rand(64, *SHAPE)
+        x = torch.rand(n, *SHAPE)
         y = net(x).argmax(1)
+    return net, x, y
+
+
+def test_pgd_restarts_keep_the_worst_point_per_example():
+    net, x, y = _wiggly(64)
 
     def score(x_adv):
         with torch.no_grad():
@@ -241,12 +247,7 @@ def test_pgd_restarts_keep_the_worst_point_per_example():
 
 @pytest.mark.parametrize("target,eps", [(False, 0.004), (True, 0.02)])
 def test_pgd_early_stop_fools_the_same_examples_with_fewer_gradients(target, eps):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), Sine(), nn.Linear(32, 4))
-    with torch.no_grad():
-        net[1].weight.mul_(20)
-        x = torch.rand(96, *SHAPE)
-        y = net(x).argmax(1)
+    net, x, y = _wiggly(96)
     t = (y + 1) % 4 if target else None
     calls = {}
 
