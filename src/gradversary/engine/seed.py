@@ -11,12 +11,19 @@ __all__ = ["seed_everything", "rng_state", "set_rng_state"]
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA); optionally ask for deterministic kernels."""
+    """Seed Python, NumPy and torch (CPU and CUDA); optionally ask for deterministic kernels.
+
+    Deterministic mode leaves ``torch.utils.deterministic.fill_uninitialized_memory`` off: by
+    default it fills every new uninitialised tensor with NaN (a debugging aid, not part of
+    determinism: no kernel here reads memory it has not written), which cost about 8% of a
+    training step on a CPU.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False
         if torch.backends.cudnn.is_available():
             torch.backends.cudnn.benchmark = False
 

@@ -123,6 +123,10 @@ class GradientAdversarial(Method):
     reverse: bool = False
     greace: bool = False
 
+    @property
+    def double_backprop(self) -> bool:  # the reversed aux loss is taken through the gradient
+        return self.reverse
+
     def __init__(self, model: FeatureClassifier, cfg: GradientAuxConfig,
                  alpha: Schedule | None = None, beta: Schedule | None = None):
         super().__init__(model)

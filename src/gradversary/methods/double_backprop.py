@@ -44,6 +44,7 @@ class DoubleBackprop(Method):
     """
 
     uses_target = False
+    double_backprop = True
 
     def __init__(self, model: FeatureClassifier, cfg: DoubleBackpropConfig | None = None):
         super().__init__(model)

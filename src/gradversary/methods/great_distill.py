@@ -107,6 +107,8 @@ class GREATDistill(DistillMethod):
         batch.x_s: (N, *), batch.y_s: (N,); the discriminator sees (2N, *).
     """
 
+    double_backprop = True
+
     def __init__(self, model: FeatureClassifier, cfg: GREATDistillConfig | None = None):
         cfg = cfg or GREATDistillConfig()
         super().__init__(model, cfg.teacher_run)

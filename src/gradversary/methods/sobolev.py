@@ -65,6 +65,8 @@ class Sobolev(DistillMethod):
         batch.x_s: (N, *), batch.y_s: (N,).
     """
 
+    double_backprop = True
+
     def __init__(self, model: FeatureClassifier, cfg: SobolevConfig | None = None):
         cfg = cfg or SobolevConfig()
         super().__init__(model, cfg.teacher_run)

@@ -1,7 +1,10 @@
-"""Modules: gradient reversal, discriminators and gradient alignment layers."""
+"""Modules: gradient reversal, discriminators, gradient alignment layers, and layers with a
+cheap double backward."""
 
 from .discriminator import DomainDiscriminator
+from .double_backward import convert_double_backward
 from .gal import GradientAlignmentLayer
 from .grl import GradientReversal
 
-__all__ = ["GradientReversal", "DomainDiscriminator", "GradientAlignmentLayer"]
+__all__ = ["GradientReversal", "DomainDiscriminator", "GradientAlignmentLayer",
+           "convert_double_backward"]

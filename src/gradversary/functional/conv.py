@@ -1,0 +1,99 @@
+"""2-d convolution with a hand-written double backward that uses the fused weight-gradient kernel.
+
+Double backprop (GREAT, Sobolev) differentiates a convolution's input gradient
+gx = conv_transpose(gy, W) once more. Autograd's rule for that computes the weight term as a
+convolution of the transposed tensors (batch and channels swapped, copied), which on a CPU costs
+more than the weight-gradient kernel that computes the same sum. Here, with a the gradient that
+reaches gx and aW the one that reaches the weight gradient gW = corr(x, gy):
+
+    d/dgy = conv(a, W) + conv(x, aW) + ab          (ab: the one reaching the bias gradient)
+    d/dW  = the weight gradient of a convolution with input a and output gradient gy
+    d/dx  = the input gradient of a convolution with weight aW and output gradient gy
+
+all with the layer's stride, padding, dilation and groups. ``tests/test_double_backward.py``
+checks it against autograd's double backward of ``torch.nn.functional.conv2d``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._engine import wanted_inputs
+
+__all__ = ["conv2d"]
+
+
+def _conv_backward(gy, x, w, has_bias, geom, mask):
+    stride, padding, dilation, groups = geom
+    return torch.ops.aten.convolution_backward(
+        gy, x, w, [w.shape[0]] if has_bias else None, stride, padding, dilation, False, [0, 0],
+        groups, list(mask))
+
+
+class _ConvBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gy, x, w, has_bias, geom, mask):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(gy, x, w)
+        ctx.geom, ctx.has_bias = geom, has_bias
+        return _conv_backward(gy, x, w, has_bias, geom, mask)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, a, a_w, a_b):
+        gy, x, w = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.geom
+        need_gy, need_x, need_w = ctx.needs_input_grad[:3]
+        ggy = gx = gw = None
+        if need_gy:
+            if a is not None:
+                ggy = F.conv2d(a, w, None, stride, padding, dilation, groups)
+            if a_w is not None:
+                t = F.conv2d(x, a_w, None, stride, padding, dilation, groups)
+                ggy = t if ggy is None else ggy + t
+            if a_b is not None:
+                t = a_b.view(1, -1, 1, 1)
+                ggy = t.expand_as(gy).clone() if ggy is None else ggy + t
+        if need_w and a is not None:
+            gw = _conv_backward(gy, a, w, False, ctx.geom, (False, True, False))[1]
+        if need_x and a_w is not None:
+            gx = _conv_backward(gy, x, a_w, False, ctx.geom, (True, False, False))[0]
+        return ggy, gx, gw, None, None, None
+
+
+class _Conv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, geom):
+        ctx.save_for_backward(x, w)
+        ctx.geom, ctx.has_bias = geom, b is not None
+        ctx.tensor_args = (True, True, b is not None)
+        stride, padding, dilation, groups = geom
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            mask = wanted_inputs(ctx, ctx.tensor_args)
+        else:
+            mask = ctx.needs_input_grad[:3]
+        mask = (mask[0], mask[1], ctx.has_bias and mask[2])
+        if torch.is_grad_enabled():
+            gx, gw, gb = _ConvBackward.apply(gy, x, w, ctx.has_bias, ctx.geom, mask)
+        else:
+            gx, gw, gb = _conv_backward(gy, x, w, ctx.has_bias, ctx.geom, mask)
+        return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None)
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=(1, 1), padding=(0, 0),
+           dilation=(1, 1), groups: int = 1) -> Tensor:
+    """``F.conv2d`` (numeric padding only) with the double backward of the module docstring.
+
+    Shape:
+        x: (N, C_in, H, W); weight: (C_out, C_in / groups, kH, kW); output: (N, C_out, H', W').
+    """
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    geom = (pair(stride), pair(padding), pair(dilation), int(groups))
+    return _Conv2d.apply(x, weight, bias, geom)

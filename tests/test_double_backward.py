@@ -1,0 +1,167 @@
+"""Closed-form double backward of BatchNorm and Conv2d, against autograd's on torch's layers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradversary.data import DATask, DomainData
+from gradversary.engine import Trainer, resolve_config
+from gradversary.functional import batch_norm_train, conv2d
+from gradversary.methods import Batch
+from gradversary.methods.great import GREAT
+from gradversary.nn import convert_double_backward
+from gradversary.nn.double_backward import BatchNorm2d, Conv2d
+
+
+def _weights(t: torch.Tensor, phase: float) -> torch.Tensor:
+    """Fixed, non-constant weights shaped like ``t`` (a loss sum(t w) is a generic linear form)."""
+    return torch.sin(torch.arange(t.numel(), dtype=t.dtype) * 0.37 + phase).view_as(t)
+
+
+def _first_and_second(fn, inputs):
+    """Values, first derivatives of a nonlinear loss (with graph) and the derivatives of a
+    generic linear form of those first derivatives: everything double backprop uses."""
+    y = fn(*inputs)
+    loss = (y * _weights(y, 0.0)).sum() + 0.1 * (y ** 3).sum()
+    firsts = torch.autograd.grad(loss, inputs, create_graph=True)
+    second = sum((g * _weights(g, 1.0 + i)).sum() for i, g in enumerate(firsts))
+    return [y.detach(), *(g.detach() for g in firsts), *torch.autograd.grad(second, inputs)]
+
+
+def _leaves(*shapes):
+    torch.manual_seed(0)
+    return [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5), (3, 2, 4, 5), (2, 2, 3, 2, 2)])
+def test_batch_norm_train_matches_torch_to_the_second_derivative(shape):
+    x, w, b = _leaves(shape, (shape[1],), (shape[1],))
+    stats = {}
+
+    def make(impl):
+        rm, rv = torch.zeros(shape[1], dtype=x.dtype), torch.ones(shape[1], dtype=x.dtype)
+        stats[impl] = (rm, rv)
+        if impl == "torch":
+            return lambda x, w, b: F.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)
+        return lambda x, w, b: batch_norm_train(x, w, b, rm, rv, 0.1, 1e-5)
+
+    ref = _first_and_second(make("torch"), [x, w, b])
+    ours = _first_and_second(make("ours"), [x, w, b])
+    for r, o in zip(ref, ours):
+        torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-10)
+    for r, o in zip(stats["torch"], stats["ours"]):  # running statistics, updated once each
+        torch.testing.assert_close(o, r)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: batch_norm_train(x, w, b, None, None),
+                                        (x, w, b))
+
+
+def test_batch_norm_train_without_affine_parameters():
+    (x,) = _leaves((5, 3, 2, 2))
+    ref = _first_and_second(lambda x: F.batch_norm(x, None, None, training=True), [x])
+    ours = _first_and_second(lambda x: batch_norm_train(x, None, None, None, None), [x])
+    for r, o in zip(ref, ours):
+        torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-10)
+
+
+def test_batch_norm_train_rejects_one_value_per_channel():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        batch_norm_train(torch.randn(1, 3), None, None, None, None)
+
+
+@pytest.mark.parametrize("stride,padding,dilation,groups,bias", [
+    (1, 1, 1, 1, True), (2, 1, 1, 2, False), (2, 0, 1, 1, True), (1, 2, 2, 1, False)])
+def test_conv2d_matches_torch_to_the_second_derivative(stride, padding, dilation, groups, bias):
+    x, w, b = _leaves((3, 4, 9, 8), (6, 4 // groups, 3, 3), (6,))
+    inputs = [x, w, b] if bias else [x, w]
+
+    def ours(x, w, b=None):
+        return conv2d(x, w, b, stride, padding, dilation, groups)
+
+    def ref(x, w, b=None):
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+    for r, o in zip(_first_and_second(ref, inputs), _first_and_second(ours, inputs)):
+        torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-10)
+    assert torch.autograd.gradgradcheck(ours, tuple(inputs))
+
+
+def test_only_the_requested_gradient_is_taken_and_it_is_right():
+    """autograd.grad(out, x): the layers skip the parameters' gradients (what double backprop
+    of an input gradient needs) yet give the same x-gradient and second derivatives; asking for
+    parameters too (a leaf that is itself an input of autograd.grad) still works."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                          nn.Conv2d(3, 2, 3, stride=2)).double()
+    fast = convert_double_backward(copy.deepcopy(plain))
+    x0 = torch.randn(4, 2, 6, 6, dtype=torch.float64)
+    for want_params in (False, True):
+        results = []
+        for net in (plain, fast):
+            x = x0.clone().requires_grad_()
+            params = list(net.parameters())
+            wrt = [x, *params] if want_params else [x]
+            out = net(x)
+            firsts = torch.autograd.grad((out ** 2).sum(), wrt, create_graph=True)
+            second = sum((g * _weights(g, 0.5)).sum() for g in firsts)
+            results.append([g.detach() for g in firsts]
+                           + list(torch.autograd.grad(second, [x, *params])))
+        for r, o in zip(*results):
+            torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-10)
+
+
+def test_convert_keeps_state_and_matches_in_every_mode():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 4 * 4, 5), nn.BatchNorm1d(5), nn.SyncBatchNorm(5))
+    keys = list(net.state_dict())
+    ref = copy.deepcopy(net)
+    assert convert_double_backward(net) is net
+    assert type(net[0]) is Conv2d and type(net[1]) is BatchNorm2d
+    assert type(net[6]) is nn.SyncBatchNorm  # subclasses are left alone
+    assert isinstance(net[1], nn.BatchNorm2d) and list(net.state_dict()) == keys
+    x = torch.randn(8, 1, 6, 6)
+    for train in (True, False):
+        net.train(train), ref.train(train)
+        with torch.no_grad():
+            torch.testing.assert_close(net[:6](x), ref[:6](x))
+        torch.testing.assert_close(net[:6](x), ref[:6](x))
+    torch.testing.assert_close(net[1].running_mean, ref[1].running_mean)
+    assert int(net[1].num_batches_tracked) == int(ref[1].num_batches_tracked) == 2
+
+
+def _great_trainer(tmp_path, name):
+    cfg = resolve_config({
+        "method": {"name": "great"},
+        "model": {"name": "resnet_small", "widths": [4, 6], "blocks": [1, 1]},
+        "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "groups": {"aux": {"lr": 0.05}}},
+        "train": {"steps": 3, "batch_size": 8, "progress": False, "seed": 1},
+    })
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(32, 1, 8, 8, generator=g), torch.randint(0, 10, (32,), generator=g)
+    t = DATask(DomainData(x, y, "source"), DomainData(x.clone(), None, "target"), 10)
+    return Trainer(cfg, run_dir=tmp_path / name, task=t)
+
+
+def test_a_great_step_with_fast_layers_equals_the_plain_step(tmp_path, monkeypatch):
+    """The speed-up keeps the step's mathematics: GREAT (BatchNorm ResNet, double backprop
+    through the masked input gradient) with and without the closed-form layers."""
+    fast = _great_trainer(tmp_path, "fast")
+    monkeypatch.setattr(GREAT, "double_backprop", False)
+    plain = _great_trainer(tmp_path, "plain")
+    assert any(type(m) is BatchNorm2d for m in fast.method.model.modules())
+    assert not any(type(m) in (BatchNorm2d, Conv2d) for m in plain.method.modules())
+    plain.method.load_state_dict(fast.method.state_dict())
+    g = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        b = Batch(torch.rand(8, 1, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g))
+        fast._set_progress(0.5), plain._set_progress(0.5)
+        _, v_fast = fast.train_step(b)
+        _, v_plain = plain.train_step(b)
+        torch.testing.assert_close(v_fast["aux_loss"], v_plain["aux_loss"])
+    for (k, a), (_, b) in zip(fast.method.state_dict().items(), plain.method.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
