@@ -14,7 +14,7 @@ from gradversary.engine import Trainer, resolve_config
 from gradversary.functional import batch_norm_train, conv2d
 from gradversary.methods import Batch
 from gradversary.methods.great import GREAT
-from gradversary.nn import convert_double_backward
+from gradversary.nn import convert_double_backward, revert_double_backward
 from gradversary.nn.double_backward import BatchNorm2d, Conv2d
 
 
@@ -132,6 +132,8 @@ def test_convert_keeps_state_and_matches_in_every_mode():
         torch.testing.assert_close(net[:6](x), ref[:6](x))
     torch.testing.assert_close(net[1].running_mean, ref[1].running_mean)
     assert int(net[1].num_batches_tracked) == int(ref[1].num_batches_tracked) == 2
+    assert revert_double_backward(net) is net
+    assert [type(m) for m in net] == [type(m) for m in ref] and list(net.state_dict()) == keys
 
 
 def _great_trainer(tmp_path, name):

@@ -111,13 +111,13 @@ class _BatchNormBackward(torch.autograd.Function):
             gxx.addcmul_(gy, _channel_view(k_gy, d))
             if k_a is not None:
                 gxx.addcmul_(a, _channel_view(k_a, d))
-        if need_gy and (b is not None or c is not None):
-            extra = _channel_view((b if b is not None else 0.0) * r, d) * \
-                (x - _channel_view(mean, d)) if b is not None else None
+        if need_gy and (b is not None or c is not None):  # from ggamma = sum gy xhat, gbeta = sum gy
+            extra = torch.zeros_like(gy) if ggy is None else ggy
+            if b is not None:
+                extra = extra + _channel_view(b * r, d) * (x - _channel_view(mean, d))
             if c is not None:
-                cc = _channel_view(c, d)
-                extra = cc.expand_as(gy) if extra is None else extra + cc
-            ggy = extra.clone() if ggy is None else ggy + extra
+                extra = extra + _channel_view(c, d)
+            ggy = extra
         return ggy, gxx, dgamma, None, None, None, None
 
 

@@ -9,9 +9,10 @@ average pooling, one linear layer.
 The options GREAT needs beyond the paper's network:
 
 - ``norm``: ``batch`` (the paper), ``group`` (GroupNorm) or ``none``. GREAT backpropagates twice
-  through the network; on a CPU BatchNorm's double backward is most of a GREAT step (shared
-  REFERENCE.md), so the cheaper choices are offered as *separate, named* configurations (they
-  change the model, not just its speed).
+  through the network; with autograd's rule, BatchNorm's double backward was most of a GREAT
+  step on a CPU (shared REFERENCE.md; the GREAT methods now use the closed form of
+  :mod:`gradversary.nn.double_backward`). The other choices are *separate, named*
+  configurations (they change the model, not just its speed).
 - ``activation``: ``relu`` (main network) or ``leaky_relu`` (slope 0.2: GREAT's auxiliary
   networks).
 - ``mean``/``std``: a per-channel :class:`~gradversary.models.digits.Normalize` inside the model,

@@ -2,9 +2,9 @@
 cheap double backward."""
 
 from .discriminator import DomainDiscriminator
-from .double_backward import convert_double_backward
+from .double_backward import convert_double_backward, revert_double_backward
 from .gal import GradientAlignmentLayer
 from .grl import GradientReversal
 
 __all__ = ["GradientReversal", "DomainDiscriminator", "GradientAlignmentLayer",
-           "convert_double_backward"]
+           "convert_double_backward", "revert_double_backward"]

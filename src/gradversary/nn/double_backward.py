@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from ..functional.batchnorm import batch_norm_train
 from ..functional.conv import conv2d
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv2d", "convert_double_backward"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv2d", "convert_double_backward",
+           "revert_double_backward"]
 
 
 class _FastBatchNorm:
@@ -88,4 +89,16 @@ def convert_double_backward(module: nn.Module) -> nn.Module:
         new = _SWAP.get(type(m))
         if new is not None:
             m.__class__ = new
+    return module
+
+
+def revert_double_backward(module: nn.Module) -> nn.Module:
+    """Undo :func:`convert_double_backward` in place: this module's layers become torch's
+    again (e.g. to time or check against autograd's own double backward). Returns ``module``.
+    """
+    back = {new: old for old, new in _SWAP.items()}
+    for m in module.modules():
+        old = back.get(type(m))
+        if old is not None:
+            m.__class__ = old
     return module
