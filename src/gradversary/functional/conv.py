@@ -75,15 +75,11 @@ class _Conv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         x, w = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            mask = wanted_inputs(ctx, ctx.tensor_args)
-        else:
-            mask = ctx.needs_input_grad[:3]
-        mask = (mask[0], mask[1], ctx.has_bias and mask[2])
-        if torch.is_grad_enabled():
-            gx, gw, gb = _ConvBackward.apply(gy, x, w, ctx.has_bias, ctx.geom, mask)
-        else:
-            gx, gw, gb = _conv_backward(gy, x, w, ctx.has_bias, ctx.geom, mask)
+        grad_mode = torch.is_grad_enabled()  # create_graph: the backward is differentiated
+        need = wanted_inputs(ctx, ctx.tensor_args) if grad_mode else ctx.needs_input_grad
+        mask = (need[0], need[1], ctx.has_bias and need[2])
+        backward = _ConvBackward.apply if grad_mode else _conv_backward
+        gx, gw, gb = backward(gy, x, w, ctx.has_bias, ctx.geom, mask)
         return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None)
 
 
