@@ -107,3 +107,28 @@ def test_dann_bn_policies_differ_only_with_batchnorm():
     # separate: each domain's features are normalised by its own batch statistics
     torch.testing.assert_close(fb[:5].mean(0), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(fb[5:].mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_dann_evaluate_matches_separate_label_and_domain_passes():
+    # evaluate shares one feature pass between the label head and the domain classifier;
+    # the figures must be those of the two separate passes
+    from gradversary.data.task import DomainData
+    from gradversary.methods import create_method
+    from gradversary.methods.base import Method
+    from gradversary.models import create_model
+
+    torch.manual_seed(0)
+    method = create_method("dann", create_model("mlp", (4,), 3, hidden=[8]), disc_hidden=[5]).eval()
+    xs, xt, xo = torch.randn(70, 4), torch.randn(50, 4) + 0.7, torch.randn(20, 4)
+    splits = {"source_test": DomainData(xs, torch.randint(0, 3, (70,)), "source_test"),
+              "target_test": DomainData(xt, torch.randint(0, 3, (50,)), "target_test"),
+              "unlabelled": DomainData(xo, None, "unlabelled")}
+    got = method.evaluate(splits, batch_size=16)
+    want = Method.evaluate(method, splits, batch_size=16)
+    with torch.no_grad():
+        ps, pt = method.domain_logits(xs), method.domain_logits(xt)
+    want["domain_acc"] = 0.5 * float((ps > 0).float().mean() + (pt <= 0).float().mean())
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-7), k
+    assert 0.0 < got["domain_acc"] < 1.0

@@ -73,3 +73,30 @@ def test_dann_mnist_feature_size_and_mean_subtraction():
     assert model.feature_dim == 768
     assert model.features(torch.rand(2, 3, 28, 28)).shape == (2, 768)
     assert sum(p.numel() for p in model.head.parameters()) == 768 * 100 + 100 + 100 * 100 + 100 + 1010
+
+
+@pytest.mark.parametrize("name,shape", [("dann_mnist", (3, 28, 28)), ("dann_svhn", (3, 32, 32)),
+                                        ("dann_gtsrb", (3, 40, 40))])
+def test_digit_networks_run_channels_last_with_nchw_values_and_names(name, shape):
+    # the conv stack runs on a channels-last copy: same parameter names as a plain
+    # nn.Sequential, and the same outputs and gradients as running its layers in NCHW
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = create_model(name, shape, 10, mean=[0.4, 0.5, 0.6]).double()
+    plain = nn.Sequential(*model.features)  # the same modules, no layout change
+    assert [k for k, _ in model.features.named_parameters()] == [k for k, _ in plain.named_parameters()]
+    x = torch.rand(5, *shape, dtype=torch.float64)
+    seen = []
+    conv = next(m for m in model.features if isinstance(m, nn.Conv2d))
+    hook = conv.register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    f = model.features(x)
+    hook.remove()
+    assert seen == [True]  # the layout the fast CPU kernels want
+    assert f.is_contiguous() and f.shape == (5, model.feature_dim)
+    torch.testing.assert_close(f, plain(x), rtol=1e-12, atol=1e-12)
+    g1 = torch.autograd.grad(model.head(model.features(x)).square().sum(), list(model.features.parameters()))
+    g2 = torch.autograd.grad(model.head(plain(x)).square().sum(), list(model.features.parameters()))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -135,12 +135,23 @@ class DANN(Method):
     def evaluate(self, splits, batch_size: int = 1024) -> dict[str, float]:
         """Label accuracies, plus ``domain_acc``: the domain classifier's balanced accuracy at
         telling ``source_test`` (or the first split) from ``target_test`` (or the second)."""
-        out = super().evaluate(splits, batch_size)
         names = list(splits)
         src = "source_test" if "source_test" in splits else (names[0] if names else None)
         tgt = "target_test" if "target_test" in splits else (names[1] if len(names) > 1 else None)
+        out: dict[str, float] = {}
+        domain: dict[str, torch.Tensor] = {}
+        for name, d in splits.items():  # one feature pass per split feeds both heads
+            if d.y is None and name not in (src, tgt):
+                continue
+            feats = batched(self.model.features, d.x, batch_size, self.device)
+            if d.y is not None:
+                logits = self.model.head(feats)
+                y = d.y.to(logits.device)
+                out[f"{name}_acc"] = float((logits.argmax(-1) == y).float().mean())
+                out[f"{name}_loss"] = float(F.cross_entropy(logits, y))
+            if name in (src, tgt):
+                domain[name] = self.discriminator(feats)
         if src and tgt:
-            ps = batched(self.domain_logits, splits[src].x, batch_size, self.device)
-            pt = batched(self.domain_logits, splits[tgt].x, batch_size, self.device)
+            ps, pt = domain[src], domain[tgt]
             out["domain_acc"] = 0.5 * float((ps > 0).float().mean() + (pt <= 0).float().mean())
         return out
