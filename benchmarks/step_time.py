@@ -5,7 +5,9 @@
 Both methods train the DANN paper's MNIST network (Figure 4) on the same 128 random 3x28x28
 images: ERM on all 128 as labelled source, DANN on 64 source + 64 target (one forward of 128,
 plus the domain head of 100 units). The two are timed in interleaved rounds and the median
-ratio is printed, so the machine's drift affects both alike. It also reports the moons MLP.
+ratio is printed, so the machine's drift affects both alike. It also reports the moons MLP,
+and the DANN network's step and evaluation with its conv stack channels-last (as built, see
+``gradversary.models.digits.ChannelsLastSequential``) against the same modules in NCHW.
 
 ``--suite great``: the GREAT defense configs (``configs/great/mnist_*.yaml``: the small ResNet,
 Adam, the auxiliary network and its optimizer) on one batch of 128 random 1x28x28 images,
@@ -71,6 +73,38 @@ def measure(model: dict, shape, repeats: int, steps: int) -> dict:
             "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
+def measure_layout(repeats: int, steps: int) -> dict:
+    """The DANN MNIST network's DANN step and evaluation with its conv stack channels-last (as
+    built) and in NCHW (the same modules in a plain ``nn.Sequential``), interleaved."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(128, 3, 28, 28, generator=g)
+    y = torch.randint(0, 10, (128,), generator=g)
+    batch = Batch(x[:64], y[:64], x[64:])
+    cl = _trainer("dann", {"name": "dann_mnist"}, (3, 28, 28), 128)
+    nchw = _trainer("dann", {"name": "dann_mnist"}, (3, 28, 28), 128)
+    nchw.method.model.features.__class__ = torch.nn.Sequential  # same modules, no layout change
+    ev = {"test": DomainData(torch.rand(4096, 3, 28, 28, generator=g), torch.randint(0, 10, (4096,), generator=g), "test")}
+
+    def eval_time(tr) -> float:
+        tr.method.eval()
+        t0 = time.perf_counter()
+        tr.method.evaluate(ev)
+        tr.method.train()
+        return time.perf_counter() - t0
+
+    t_cl, t_n, e_cl, e_n = [], [], [], []
+    for _ in range(repeats):
+        t_cl.append(_time(cl, batch, steps))
+        t_n.append(_time(nchw, batch, steps))
+        e_cl.append(eval_time(cl))
+        e_n.append(eval_time(nchw))
+    med = statistics.median
+    return {"cl_ms": 1e3 * med(t_cl), "nchw_ms": 1e3 * med(t_n),
+            "train_ratio": med([b / a for a, b in zip(t_cl, t_n)]),
+            "cl_eval_ms": 1e3 * med(e_cl), "nchw_eval_ms": 1e3 * med(e_n),
+            "eval_ratio": med([b / a for a, b in zip(e_cl, e_n)])}
+
+
 GREAT_METHODS = ("erm", "adversarial_training", "greace", "great", "great_greace", "great_greace_l2")
 # the faithful configs use BatchNorm, whose double backward is costly; GroupNorm and no
 # normalisation change the model (separate, named configurations), timed beside it
@@ -119,6 +153,10 @@ def main() -> None:
         if args.suite == "great":
             return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 128 (DANN: 64 + 64)")
+    r = measure_layout(args.repeats, args.steps)
+    print(f"DANN MNIST CNN layout: train step channels-last {r['cl_ms']:.1f} ms, NCHW {r['nchw_ms']:.1f} ms "
+          f"(NCHW/CL {r['train_ratio']:.2f}); evaluation of 4,096 images CL {r['cl_eval_ms']:.0f} ms, "
+          f"NCHW {r['nchw_eval_ms']:.0f} ms (NCHW/CL {r['eval_ratio']:.2f})")
     for name, model, shape in [("DANN MNIST CNN", {"name": "dann_mnist"}, (3, 28, 28)),
                                ("moons MLP 15-15", {"name": "mlp", "hidden": [15, 15]}, (2,))]:
         r = measure(model, shape, args.repeats, args.steps)
