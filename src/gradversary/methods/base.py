@@ -107,11 +107,15 @@ class Method(nn.Module):
         for name, d in splits.items():
             if d.y is None:
                 continue
-            logits = batched(self.predict_logits, d.x, batch_size, self.device)
-            y = d.y.to(logits.device)
-            out[f"{name}_acc"] = float((logits.argmax(-1) == y).float().mean())
-            out[f"{name}_loss"] = float(nn.functional.cross_entropy(logits, y))
+            out.update(label_metrics(name, batched(self.predict_logits, d.x, batch_size, self.device), d.y))
         return out
+
+
+def label_metrics(name: str, logits: Tensor, y: Tensor) -> dict[str, float]:
+    """``{name}_acc`` and ``{name}_loss`` (cross-entropy) of logits (N, K) against labels (N,)."""
+    y = y.to(logits.device)
+    return {f"{name}_acc": float((logits.argmax(-1) == y).float().mean()),
+            f"{name}_loss": float(nn.functional.cross_entropy(logits, y))}
 
 
 def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int,

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..models.base import FeatureClassifier
 from ..nn import DomainDiscriminator, GradientReversal
 from ..schedules import Schedule, create_schedule
-from .base import METHODS, Batch, Method, MethodOutput, batched
+from .base import METHODS, Batch, Method, MethodOutput, batched, label_metrics
 
 __all__ = ["DANNConfig", "DANN"]
 
@@ -145,10 +145,7 @@ class DANN(Method):
                 continue
             feats = batched(self.model.features, d.x, batch_size, self.device)
             if d.y is not None:
-                logits = self.model.head(feats)
-                y = d.y.to(logits.device)
-                out[f"{name}_acc"] = float((logits.argmax(-1) == y).float().mean())
-                out[f"{name}_loss"] = float(F.cross_entropy(logits, y))
+                out.update(label_metrics(name, self.model.head(feats), d.y))
             if name in (src, tgt):
                 domain[name] = self.discriminator(feats)
         if src and tgt:
