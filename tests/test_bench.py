@@ -163,6 +163,34 @@ def test_bench_compares_dann_and_source_only_under_the_same_rule(tmp_path):
     assert "| Row 0 | 0.700 ± 0.000 | 0.750 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in text
 
 
+def test_collapse_is_near_chance_for_any_number_of_classes():
+    from gradversary.bench.dann import _collapsed
+
+    def run(acc, k):
+        return {"num_classes": k, "final": {"source_test_acc": acc}}
+
+    # binary: 0.70 is a weak but live network (1.5 x chance = 0.75 would have flagged it)
+    assert not _collapsed(run(0.70, 2)) and _collapsed(run(0.52, 2))
+    assert _collapsed(run(0.11, 10)) and not _collapsed(run(0.20, 10))
+    assert not _collapsed({"num_classes": 2, "final": {}})  # no figure: not flagged
+
+
+def test_bench_reports_the_effective_sample_size_behind_the_selection(tmp_path):
+    from gradversary.bench.dann import _write
+
+    def run(ess):
+        return {"num_classes": 10, "final": {"target_test_acc": 0.5, "source_test_acc": 0.9},
+                "selection": {"metrics": {"target_test_acc": 0.5, "select_ess": ess}}}
+
+    rows = [Row("r", "Row", {"source-only": ("a", []), "DANN": ("b", [])})]
+    data = {"r": {"runs": {"source-only": [run(3.0)], "DANN": [run(40.0), run(250.0)]}}}
+    text = _write(data, rows, [0, 1], tmp_path / "r.md", False, "dev", "cmd", 0.0).read_text()
+    assert "importance weights at the selected checkpoints (3 runs): median 40, range 3-250" in text
+    # source_val has no weights: no such line
+    text = _write(data, rows, [0, 1], tmp_path / "r.md", False, "source_val", "cmd", 0.0).read_text()
+    assert "importance weights" not in text
+
+
 def test_bench_other_selection_rule_keeps_runs_apart_and_shares_the_grid(tmp_path):
     cfgs = tmp_path / "cfg"
     cfgs.mkdir()

@@ -471,6 +471,28 @@ def _provenance(data: dict, results: Path) -> list[str]:
     return [line]
 
 
+def _collapsed(summary: dict) -> bool:
+    """Whether a run ended with source test accuracy within 5 points of chance (1/K): its
+    network died. (A fixed multiple of chance would flag every binary run under 0.75.)"""
+    acc = _lookup(summary, "final/source_test_acc")
+    return acc is not None and acc < 1.0 / max(2, summary.get("num_classes", 10)) + 0.05
+
+
+def _ess_line(grows: list[Row], data: dict, select: str) -> list[str]:
+    """A line on the importance weights behind the selected checkpoints (IWCV and DEV only):
+    their effective sample size against the held-out source examples. A few effective
+    examples make the weighted risk noise, and the choice close to arbitrary."""
+    ess = sorted(e for row in grows for runs in data[row.name]["runs"].values() for r in runs
+                 if (e := _lookup(r, "selection/metrics/select_ess")) is not None)
+    if not ess or not select.startswith(("dev", "iwcv")):
+        return []
+    return [f"Effective sample size of the `{select}` importance weights at the selected "
+            f"checkpoints ({len(ess)} runs): median {ess[len(ess) // 2]:.0f}, range "
+            f"{ess[0]:.0f}-{ess[-1]:.0f} (held-out source: 10% of the source training set). "
+            "Where it is a few dozen or less, the weighted risk rests on a handful of examples "
+            "and the choice of checkpoint is close to arbitrary.", ""]
+
+
 def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, wall,
            notes: dict[str, list[str]] | None = None) -> Path:
     results = Path(results)
@@ -507,8 +529,7 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
                                      expected=len(seeds))
             so, so_v = _cell(runs.get("source-only", []), "final/target_test_acc", expected=len(seeds))
             sel, sel_v = _cell(runs.get("DANN", []), "selection/metrics/target_test_acc", expected=len(seeds))
-            collapsed = sum(1 for r in runs.get("DANN", [])
-                            if (_lookup(r, "final/source_test_acc") or 1.0) < 1.5 / max(2, r.get("num_classes", 10)))
+            collapsed = sum(1 for r in runs.get("DANN", []) if _collapsed(r))
             last, last_v = _cell(runs.get("DANN", []), "final/target_test_acc", expected=len(seeds))
             orc, _ = _cell(runs.get("DANN", []), "oracle/target_test_acc", expected=len(seeds))
             tot, _ = _cell(runs.get("train on target", []), "final/target_test_acc", expected=len(seeds))
@@ -533,6 +554,7 @@ def _write(data: dict, rows: list[Row], seeds, results, quick, select, command, 
                 where = (f"on the split of seed {row.grid_seed}, used for every seed"
                          if row.grid_seed is not None else "per seed")
                 picks.append(f"- {row.title}: {'; '.join(chosen)} ({where})")
+        lines += _ess_line(grows, data, select)
         if picks:
             lines += ["DANN hyper-parameters chosen by reverse validation (no target labels):", "",
                       *picks, ""]
