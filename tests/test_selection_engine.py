@@ -92,3 +92,48 @@ def test_one_se_rule_in_a_run_matches_its_logged_risks(tmp_path):
     want = max(r["step"] for r in evals if r["select_risk"] <= low["select_risk"] + low["select_se"])
     assert summary["selection"]["step"] == want and summary["selection"]["rule"] == "one_se"
     assert load_checkpoint(tmp_path / "r" / "checkpoints" / "best.pt")["step"] == want
+
+
+@pytest.mark.parametrize("rule", ["min", "one_se"])
+def test_choice_from_history_matches_the_trainer_s_online_choice(rule):
+    from gradversary.selection import choose_checkpoint
+
+    cases = [([0.50, 0.30, 0.36, 0.20, 0.27, 0.29, 0.23], [0.05, 0.05, 0.05, 0.08, 0.05, 0.05, 0.05]),
+             ([0.30, 0.31, 0.10, 0.35], [0.02, 0.02, 0.01, 0.02]),
+             ([0.3, 0.2, 0.2, 0.4], [0.0] * 4)]
+    for risks, ses in cases:
+        hist = [{"step": i + 1, "select_risk": r, "select_se": s} for i, (r, s) in enumerate(zip(risks, ses))]
+        assert choose_checkpoint(hist, rule)["step"] == _replay(rule, risks, ses)
+
+
+@pytest.mark.parametrize("rule", ["min", "one_se"])
+def test_a_run_s_summary_history_reproduces_its_selection(tmp_path, rule):
+    from gradversary.selection import choose_checkpoint
+
+    cfg = resolve_config({"method": {"name": "dann"}, "model": {"name": "mlp", "hidden": [8]},
+                          "train": {"steps": 60, "eval_every": 10, "batch_size": 32, "progress": False},
+                          "selection": {"criterion": "dev", "rule": rule}})
+    summary = Trainer(cfg, run_dir=tmp_path / "r").fit()
+    hist = summary["history"]
+    assert [h["step"] for h in hist] == [10, 20, 30, 40, 50, 60]
+    assert all({"target_test_acc", "select_risk", "select_se", "select_ess"} <= set(h) for h in hist)
+    chosen = choose_checkpoint(hist, rule)
+    assert chosen["step"] == summary["selection"]["step"]
+    assert chosen["target_test_acc"] == summary["selection"]["metrics"]["target_test_acc"]
+
+
+def test_choice_from_history_distrusts_degenerate_weights():
+    from gradversary.selection import choose_checkpoint
+
+    hist = [{"step": 1, "select_risk": 0.1, "select_ess": 4.0},
+            {"step": 2, "select_risk": 0.3, "select_ess": 150.0},
+            {"step": 3, "select_risk": 0.2, "select_ess": 120.0},
+            {"step": 4, "select_risk": 0.5, "select_ess": 3.0}]
+    assert choose_checkpoint(hist)["step"] == 1
+    assert choose_checkpoint(hist, min_ess=100)["step"] == 3     # step 1's estimate rests on 4 examples
+    assert choose_checkpoint(hist, min_ess=1000)["step"] == 4    # none trusted: the end point
+    assert choose_checkpoint([{"step": 5, "target_test_acc": 0.7}])["step"] == 5  # unscored run: last
+    with pytest.raises(ValueError, match="empty history"):
+        choose_checkpoint([])
+    with pytest.raises(ValueError, match="unknown selection rule"):
+        choose_checkpoint(hist, "max")

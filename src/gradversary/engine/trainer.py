@@ -112,6 +112,10 @@ def _make_optimizer(groups: list[dict], o: OptimConfig) -> torch.optim.Optimizer
     return cls(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
 
 
+#: per-evaluation figures kept in the summary's ``history``
+_HISTORY_KEYS = ("step", "source_val_acc", "target_test_acc", "select_risk", "select_se", "select_ess")
+
+
 class Trainer:
     """Trains a method on a task as a :class:`RunConfig` describes.
 
@@ -507,4 +511,7 @@ class Trainer:
             **({"oracle": {"step": oracle["step"], "target_test_acc": oracle["target_test_acc"],
                            "note": "chosen on target labels: not an honest figure"}}
                if oracle else {}),
+            # every evaluation's selection figures, so that another selection rule can be
+            # scored from a finished run (or its record) without training it again
+            "history": [{k: r[k] for k in _HISTORY_KEYS if k in r} for r in evals],
         }
