@@ -54,6 +54,41 @@ def test_importance_weighted_risks_recover_a_known_target_risk():
     assert dev_risk(losses, w).risk == pytest.approx(0.5, abs=0.05)
 
 
+def test_calibrated_weights_recover_the_known_ratio_and_stay_flat_without_shift():
+    from gradversary.selection.weighting import _ess
+
+    g = _g(2)
+    # the known linear shift of the test above: the calibrated classifier still finds it
+    xs, xt, xv = torch.randn(4000, 1, generator=g), torch.randn(4000, 1, generator=g) + 1.0, \
+        torch.randn(4000, 1, generator=g)
+    w = importance_weights(xs, xt, xv, weight_decay="cv", rel_std_floor=1e-2)
+    assert dev_risk((xv[:, 0] > 1).double(), w).risk == pytest.approx(0.5, abs=0.05)
+
+    # no shift at all, 100 noise features plus 50 nearly dead units (ReLUs that fire on 1% of
+    # the inputs, with tiny values): the true weights are all 1, so the effective sample size
+    # should be about M. A weak fixed penalty fits noise and leaves a fraction of it.
+    def feats(n):
+        dead = (torch.rand(n, 50, generator=g) < 0.01).float() * torch.rand(n, 50, generator=g) * 1e-3
+        return torch.cat([torch.randn(n, 100, generator=g), dead], 1)
+
+    xs, xt, xv = feats(400), feats(400), feats(1000)
+    assert _ess(importance_weights(xs, xt, xv)) < 300
+    assert _ess(importance_weights(xs, xt, xv, weight_decay="cv", rel_std_floor=1e-2)) > 950
+    with pytest.raises(ValueError, match="'cv'"):
+        importance_weights(xs, xt, xv, weight_decay="auto")
+
+
+def test_standardize_floor_leaves_live_features_and_tames_dead_ones():
+    from gradversary.selection.domain_classifier import standardize
+
+    x = torch.stack([torch.linspace(-2, 2, 101), torch.zeros(101)], 1)
+    x[50, 1] = 1e-4  # a unit that fired once, barely
+    plain, = standardize(x)
+    floored, = standardize(x, rel_floor=1e-2)
+    assert torch.allclose(plain[:, 0], floored[:, 0])            # the live feature: a z-score
+    assert plain[:, 1].abs().max() > 9 and floored[:, 1].abs().max() < 0.01
+
+
 def test_dev_with_constant_weights_is_the_plain_mean():
     losses = torch.tensor([0.2, 0.4, 0.9])
     r = dev_risk(losses, torch.ones(3))

@@ -15,7 +15,7 @@ def _cfg(criterion):
                            "selection": {"criterion": criterion}})
 
 
-@pytest.mark.parametrize("criterion", ["source_val", "iwcv", "dev"])
+@pytest.mark.parametrize("criterion", ["source_val", "iwcv", "dev", "dev_cv"])
 def test_selected_checkpoint_is_independent_of_target_labels(tmp_path, criterion):
     task = create_task("moons")
     runs = {}

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="glob on row names, e.g. 'amazon_*' or mnist_mnistm")
     p.add_argument("--report-only", action="store_true",
                    help="dann: train nothing; tabulate the finished runs (missing seeds show n)")
-    p.add_argument("--select", default="dev", choices=["dev", "iwcv", "source_val"],
+    p.add_argument("--select", default="dev", choices=["dev", "dev_cv", "iwcv", "source_val"],
                    help="checkpoint selection criterion (no target labels)")
     p.add_argument("--select-rule", default="min", choices=["min", "one_se"],
                    help="dann: the lowest estimated risk, or the latest checkpoint within one "

@@ -110,8 +110,8 @@ class SelectionConfig:
 
     Args:
         criterion: ``last`` (the final model), ``source_val`` (error on held-out source),
-            ``iwcv`` or ``dev`` (importance-weighted source validation risk, see
-            :mod:`gradversary.selection`). The selected checkpoint is kept as
+            ``iwcv``, ``dev`` or ``dev_cv`` (importance-weighted source validation risk;
+            ``dev_cv`` calibrates its domain classifier, see :mod:`gradversary.selection`). The selected checkpoint is kept as
             ``checkpoints/best.pt``.
         holdout: share of the source training set held out as ``source_val`` (default 0.1
             when a criterion is set, else 0).
@@ -122,7 +122,7 @@ class SelectionConfig:
             checkpoint is better by more than the estimate's noise.
     """
 
-    criterion: Literal["last", "source_val", "iwcv", "dev"] = "last"
+    criterion: Literal["last", "source_val", "iwcv", "dev", "dev_cv"] = "last"
     holdout: float | None = None
     max_fit: int = 2000
     rule: Literal["min", "one_se"] = "min"

@@ -8,10 +8,15 @@ from torch import Tensor
 __all__ = ["fit_logistic", "fit_mlp", "standardize"]
 
 
-def standardize(*xs: Tensor) -> list[Tensor]:
-    """Z-score every tensor with the mean and std of all of them together. Shape: (N_i, F)."""
+def standardize(*xs: Tensor, rel_floor: float = 0.0) -> list[Tensor]:
+    """Z-score every tensor with the mean and std of all of them together. Shape: (N_i, F).
+
+    ``rel_floor`` > 0 divides no feature by less than ``rel_floor`` times the largest std: a
+    nearly constant feature (a ReLU unit dead on almost every input) is then not blown up into
+    a huge value wherever it happens to fire, which lets a classifier separate on noise."""
     allx = torch.cat(xs)
-    mu, sd = allx.mean(0), allx.std(0).clamp_min(1e-6)
+    sd = allx.std(0)
+    mu, sd = allx.mean(0), sd.clamp_min(max(1e-6, rel_floor * float(sd.max()) if sd.numel() else 0.0))
     return [(x - mu) / sd for x in xs]
 
 

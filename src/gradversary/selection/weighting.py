@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .domain_classifier import fit_logistic, standardize
 
-__all__ = ["importance_weights", "iwcv_risk", "dev_risk", "WeightedRisk"]
+__all__ = ["CV_WEIGHT_DECAYS", "importance_weights", "iwcv_risk", "dev_risk", "WeightedRisk"]
 
 
 @dataclass(frozen=True)
@@ -35,24 +35,51 @@ class WeightedRisk:
     se: float = 0.0
 
 
+#: L2 penalties tried by the calibrated weights (``weight_decay="cv"``)
+CV_WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def _heldout_log_loss(x: Tensor, y: Tensor, weight_decay: float, folds: int = 2, seed: int = 0) -> float:
+    """Mean held-out binary log-loss of the logistic classifier over ``folds`` folds."""
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    total = 0.0
+    for k in range(folds):
+        test = perm[k::folds]
+        train = torch.cat([perm[j::folds] for j in range(folds) if j != k])
+        w, b = fit_logistic(x[train], y[train], weight_decay)
+        logit = x[test].double() @ w + b
+        total += float(torch.nn.functional.binary_cross_entropy_with_logits(logit, y[test].double())) * len(test)
+    return total / len(x)
+
+
 def importance_weights(source_train: Tensor, target_train: Tensor, source_val: Tensor,
-                       weight_decay: float = 1e-3, clip: float | None = 100.0) -> Tensor:
+                       weight_decay: float | str = 1e-3, clip: float | None = 100.0,
+                       rel_std_floor: float = 0.0) -> Tensor:
     """Estimate w(x) = p_T(x) / p_S(x) at ``source_val`` with a logistic domain classifier.
 
     Args:
         source_train: source features (N_s, F) to fit the domain classifier.
         target_train: target features (N_t, F) to fit it.
         source_val: held-out source features (M, F) to weight.
-        weight_decay: the classifier's L2 penalty.
+        weight_decay: the classifier's L2 penalty, or ``"cv"``: the one of
+            :data:`CV_WEIGHT_DECAYS` with the lowest 2-fold held-out log-loss. The ratio is
+            only as good as the classifier's probabilities, and held-out log-loss is the
+            score of those (a weak penalty on many features gives near-0/1 probabilities,
+            hence a few huge weights).
         clip: cap on the weights (None: no cap).
+        rel_std_floor: see :func:`~gradversary.selection.domain_classifier.standardize`.
 
     Returns:
         weights (M,), float64, normalised to mean 1.
     """
     xs, xt, xv = (t.reshape(t.shape[0], -1).float() for t in (source_train, target_train, source_val))
-    xs, xt, xv = standardize(xs, xt, xv)
+    xs, xt, xv = standardize(xs, xt, xv, rel_floor=rel_std_floor)
     x = torch.cat([xs, xt])
     y = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))])
+    if weight_decay == "cv":
+        weight_decay = min(CV_WEIGHT_DECAYS, key=lambda wd: _heldout_log_loss(x, y, wd))
+    elif isinstance(weight_decay, str):
+        raise ValueError(f"weight_decay must be a number or 'cv', got {weight_decay!r}")
     w, b = fit_logistic(x, y, weight_decay)
     logit = xv.double() @ w + b  # log P(t|x) / P(s|x)
     ratio = torch.exp(logit.clamp(-30, 30)) * (len(xs) / len(xt))
