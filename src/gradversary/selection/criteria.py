@@ -8,10 +8,14 @@ source validation data and unlabelled target data only:
   on the model's features (Sugiyama et al., JMLR 2007);
 - ``dev``: Deep Embedded Validation, IWCV with a control variate (You et al., ICML 2019);
 - ``dev_cv``: DEV whose domain classifier is calibrated: its L2 penalty chosen by held-out
-  log-loss, and nearly constant features not blown up by the standardisation. On digit
-  networks ``dev``'s weights are often degenerate (an effective sample size of a few examples
-  of thousands); ``dev_cv`` is the remedy under test, kept apart so that runs made under
-  ``dev`` keep their meaning.
+  log-loss, and nearly constant features not blown up by the standardisation. It costs about
+  three times ``dev``'s domain-classifier fit. On the digit networks ``dev``'s weights are
+  often degenerate (an effective sample size of 3-30 of 729-6,000 held-out images). Mostly
+  this is the data, not the estimator: a logistic classifier tells the domains apart on
+  held-out features 99% of the time for a source-only network and 79-90% for DANN's, so the
+  true ratio is extreme; calibration raised the effective sample size only from 15 to 72 of
+  729 (USPS -> MNIST, DANN) and 210 to 261 of 6,000 (MNIST -> USPS). Kept apart from ``dev``
+  so that runs made under it keep their meaning.
 """
 
 from __future__ import annotations
