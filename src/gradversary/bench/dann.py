@@ -71,8 +71,8 @@ class Row:
     max_seeds: dict[str, int] = field(default_factory=dict)
 
 
-# --quick: the whole table in under 10 minutes on 2 cores (measured on a busy machine: 600
-# steps on 5,000 images cost ~37 CPU-seconds a digits run, an mSDA row ~42 s with its fit)
+# --quick: the whole table in under 10 minutes on 2 cores: 8m16s wall (15 CPU-minutes) alone on
+# an idle machine, from scratch (no runs, records or mSDA cache), at commit f982ae0
 _DIGITS_QUICK = ["train.steps=250", "train.eval_every=125", "data.max_source=3000",
                  "data.max_target=3000", "data.max_test=1000"]
 _FEATURES_QUICK = ["train.steps=200", "train.eval_every=100"]
