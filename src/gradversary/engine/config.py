@@ -111,8 +111,8 @@ class SelectionConfig:
     Args:
         criterion: ``last`` (the final model), ``source_val`` (error on held-out source),
             ``iwcv``, ``dev`` or ``dev_cv`` (importance-weighted source validation risk;
-            ``dev_cv`` calibrates its domain classifier, see :mod:`gradversary.selection`). The selected checkpoint is kept as
-            ``checkpoints/best.pt``.
+            ``dev_cv`` calibrates its domain classifier, see :mod:`gradversary.selection`).
+            The selected checkpoint is kept as ``checkpoints/best.pt``.
         holdout: share of the source training set held out as ``source_val`` (default 0.1
             when a criterion is set, else 0).
         max_fit: examples per domain used to fit the criterion's domain classifier.

@@ -2,12 +2,13 @@
 
 from .criteria import CRITERIA, checkpoint_risk
 from .pad import PADResult, proxy_a_distance
-from .rules import RULES, choose_checkpoint
 from .reverse import ReverseValidation, reverse_validation, split_task
+from .rules import RULES, choose_checkpoint
 from .weighting import WeightedRisk, dev_risk, importance_weights, iwcv_risk
 
 __all__ = [
     "CRITERIA", "checkpoint_risk",
-    "RULES", "choose_checkpoint", "PADResult", "proxy_a_distance", "ReverseValidation", "reverse_validation", "split_task",
+    "RULES", "choose_checkpoint",
+    "PADResult", "proxy_a_distance", "ReverseValidation", "reverse_validation", "split_task",
     "WeightedRisk", "dev_risk", "importance_weights", "iwcv_risk",
 ]
