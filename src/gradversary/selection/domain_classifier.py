@@ -16,7 +16,8 @@ def standardize(*xs: Tensor, rel_floor: float = 0.0) -> list[Tensor]:
     a huge value wherever it happens to fire, which lets a classifier separate on noise."""
     allx = torch.cat(xs)
     sd = allx.std(0)
-    mu, sd = allx.mean(0), sd.clamp_min(max(1e-6, rel_floor * float(sd.max()) if sd.numel() else 0.0))
+    floor = max(1e-6, rel_floor * float(sd.max())) if rel_floor > 0 else 1e-6
+    mu, sd = allx.mean(0), sd.clamp_min(floor)
     return [(x - mu) / sd for x in xs]
 
 
