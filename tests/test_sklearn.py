@@ -169,8 +169,17 @@ def test_input_conversions_and_fitted_attributes():
     assert list(ref.classes_) == [0, 1] and ref.predict(Xt).dtype == y.dtype
 
 
+class _AdaptToX(DANNClassifier):
+    """DANNClassifier with X itself as the target sample, so that scikit-learn's checks (which
+    call ``fit(X, y)``) exercise the adversarial training path too."""
+
+    def fit(self, X, y, X_target=None):
+        return super().fit(X, y, X_target=X)
+
+
 @pytest.mark.filterwarnings("ignore::gradversary.sklearn.NoTargetWarning")
-@parametrize_with_checks([DANNClassifier(max_steps=50), DANNClassifier(max_steps=50, method="erm")])
+@parametrize_with_checks([DANNClassifier(max_steps=50), DANNClassifier(max_steps=50, method="erm"),
+                          _AdaptToX(max_steps=50)])
 def test_sklearn_estimator_checks(estimator, check):
     # scikit-learn's own conformance checks (check_estimator), one test per check; without
     # target rows method="dann" trains source-only (NoTargetWarning, ignored here)
