@@ -22,6 +22,17 @@ Example:
     >>> clf = DANNClassifier(max_steps=200, random_state=0).fit(Xs, ys, X_target=Xt)
     >>> clf.predict(Xt[:3]).shape
     (3,)
+
+    The pipeline form, target rows marked -1 (a class like any other without ``unlabelled``):
+
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> pipe = make_pipeline(StandardScaler(), DANNClassifier(max_steps=200, unlabelled=-1))
+    >>> X, y = np.vstack([Xs, Xt]), np.r_[ys, -np.ones(len(Xt), dtype=int)]
+    >>> pipe.fit(X, y)[-1].classes_
+    array([0, 1])
+    >>> pipe.score(X, y) == pipe.score(Xs, ys)  # score skips the marked rows
+    True
 """
 
 from __future__ import annotations
