@@ -65,7 +65,9 @@ class TrainConfig:
         device: ``cpu``, ``cuda``, ``cuda:1``...
         eval_batch_size: batch size of evaluation passes.
         progress: show a progress bar.
-        threads: torch intra-op threads (null: PyTorch's default).
+        threads: torch intra-op threads: ``auto`` (one for small models, else the cores
+            available; see :mod:`gradversary.engine.threads`), an integer >= 1, or null
+            (PyTorch's default).
         ema_decay: keep an exponential moving average of the weights with this decay and
             evaluate (and deploy) the averaged model; null for none.
     """
@@ -81,7 +83,7 @@ class TrainConfig:
     device: str = "cpu"
     eval_batch_size: int = 1024
     progress: bool = True
-    threads: int | None = None
+    threads: int | str | None = "auto"
     ema_decay: float | None = None
 
     def __post_init__(self) -> None:
@@ -98,6 +100,9 @@ class TrainConfig:
         for k in ("eval_every", "log_every", "checkpoint_every"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"train.{k} must be >= 0")
+        if self.threads is not None and self.threads != "auto" and not (
+                isinstance(self.threads, int) and self.threads >= 1):
+            raise ConfigError(f"train.threads must be 'auto', an integer >= 1 or null, got {self.threads!r}")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.log_every == 0:

@@ -39,6 +39,7 @@ from .config import OptimConfig, RunConfig
 from .distributed import DistInfo, init_distributed, wrap_ddp
 from .ema import EMA
 from .logger import MetricsLog
+from .threads import apply_threads
 from .seed import rng_state, seed_everything, set_rng_state
 from .teacher import load_teacher
 
@@ -138,13 +139,12 @@ class Trainer:
         self.cfg = cfg
         t = cfg.train
         self.dist: DistInfo = init_distributed(t.device)
-        if t.threads:
-            torch.set_num_threads(t.threads)
         seed_everything(t.seed, t.deterministic)
         task = task if task is not None else build_task(cfg, data_root)
         self.task = _hold_out_source(task, cfg.selection.holdout, t.seed)
         self.device = torch.device(t.device)
         self.method = build_method(cfg, self.task).to(self.device)
+        self.threads = apply_threads(t.threads, self.method.model, self.task.in_shape, t.batch_size)
         if getattr(self.method, "needs_teacher", False):  # distillation: a frozen, unsaved teacher
             self.method.set_teacher(load_teacher(self.method.teacher_run, self.task.in_shape,
                                                  self.task.num_classes, self.device))
@@ -502,6 +502,7 @@ class Trainer:
             "steps": self.step,
             "wall_time_s": round(self.wall_time, 3),
             "world_size": self.dist.world_size,
+            "threads": self.threads,
             "num_classes": self.task.num_classes,
             "warnings": list(self.warnings),
             "final": dict(self.last_eval),
