@@ -119,13 +119,13 @@ def _commit() -> str:
     return sha + (" (with uncommitted changes)" if git("status", "--porcelain", "--", "src", "benchmarks") else "")
 
 
-def render(results: dict, repeats: int, command: str, started: str, seconds: float) -> str:
+def render(results: dict, repeats: int, command: str, started: str, seconds: float, commit: str) -> str:
     import torch
 
     lines = [
         "# Thread policies on a shared machine",
         "",
-        f"Written by `{command}` (commit {_commit()}, started {started}, {seconds / 60:.1f} min).",
+        f"Written by `{command}` (commit {commit}, started {started}, {seconds / 60:.1f} min).",
         f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} logical CPUs, "
         f"{available_cpus()} available to this process (affinity {len(os.sched_getaffinity(0))}, "
         f"cgroup quota {cgroup_cpu_limit() or 'none'}).",
@@ -162,10 +162,10 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=None, help="write the Markdown table here (e.g. docs/results/threads.md)")
     args = ap.parse_args(argv)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    t0 = time.perf_counter()
+    commit, t0 = _commit(), time.perf_counter()
     results = measure(args.repeats, args.data_root, args.only, args.policies)
     command = "python benchmarks/threads.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = render(results, args.repeats, command.strip(), started, time.perf_counter() - t0)
+    text = render(results, args.repeats, command.strip(), started, time.perf_counter() - t0, commit)
     print(text)
     if args.results:
         Path(args.results).write_text(text)
