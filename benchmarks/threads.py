@@ -64,8 +64,9 @@ def _env(extra: dict) -> dict:
     return env
 
 
-def run_once(workload: str, policy: str, data_root: str, tmp: Path) -> dict:
-    """One ``gradversary train`` process: wall time, the children's CPU time, the load before."""
+def run_once(workload: str, policy: str, data_root: str, tmp: Path, timeout: float) -> dict:
+    """One ``gradversary train`` process: wall time, the children's CPU time, the load before
+    (stopped after ``timeout`` seconds, which is then recorded as a lower bound)."""
     overrides, extra = POLICIES[policy]
     run_dir = tmp / f"{workload}-{policy}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -74,14 +75,22 @@ def run_once(workload: str, policy: str, data_root: str, tmp: Path) -> dict:
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(extra), capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=_env(extra), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:  # the child is killed: a lower bound on its wall time
+        return {"wall": timeout, "cpu": float("nan"), "load": load, "threads": None, "timeout": True}
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
     summary = json.loads((run_dir / "summary.json").read_text())
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "load": load, "threads": summary.get("threads")}
+    return {"wall": wall, "cpu": cpu, "load": load, "threads": summary.get("threads"), "timeout": False}
+
+
+def _wall(rec: dict) -> str:
+    return f">{rec['wall']:.0f}" if rec["timeout"] else f"{rec['wall']:.2f}"
 
 
 def busy_loop() -> subprocess.Popen:
@@ -89,7 +98,7 @@ def busy_loop() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def measure(repeats: int, data_root: str, workloads, policies) -> dict:
+def measure(repeats: int, data_root: str, workloads, policies, timeout: float) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="gradversary-threads-") as tmp:
         for workload in workloads:
@@ -100,9 +109,9 @@ def measure(repeats: int, data_root: str, workloads, policies) -> dict:
                         time.sleep(1.0)
                     for r in range(repeats):
                         for policy in policies:
-                            rec = run_once(workload, policy, data_root, Path(tmp))
+                            rec = run_once(workload, policy, data_root, Path(tmp), timeout)
                             results.setdefault((workload, load, policy), []).append(rec)
-                            print(f"{workload:<7} {load:<5} {policy:<10} repeat {r}: {rec['wall']:7.2f} s wall, "
+                            print(f"{workload:<7} {load:<5} {policy:<10} repeat {r}: {_wall(rec)} s wall, "
                                   f"{rec['cpu']:7.2f} s CPU, {rec['threads']} thread(s), load {rec['load']:.2f}",
                                   flush=True)
                 finally:
@@ -133,7 +142,7 @@ def render(results: dict, repeats: int, command: str, started: str, seconds: flo
         "Wall time of one `gradversary train` process (start-up included), median over "
         f"{repeats} repeat(s), the policies interleaved within each repeat; CPU is the process's "
         "user + system time (spinning OpenMP workers show here); load is the 1-minute load "
-        "average before each run (median). **idle**: this script adds no load, but the machine is "
+        "average before each run (median); `>T`: stopped after T seconds. **idle**: this script adds no load, but the machine is "
         "shared with other engineers, so it is only approximately idle (see the load). **busy**: "
         "one single-threaded busy loop runs alongside.",
         "",
@@ -142,9 +151,12 @@ def render(results: dict, repeats: int, command: str, started: str, seconds: flo
     ]
     for (workload, load, policy), recs in results.items():
         walls = [r["wall"] for r in recs]
+        med = statistics.median(walls)
+        capped = any(r["timeout"] for r in recs) and med >= min(r["wall"] for r in recs if r["timeout"])
+        threads = next((r["threads"] for r in recs if r["threads"] is not None), "?")
         lines.append(
-            f"| {workload} | {load} | {policy} | {recs[0]['threads']} | {statistics.median(walls):.2f} | "
-            f"{', '.join(f'{w:.1f}' for w in walls)} | {statistics.median(r['cpu'] for r in recs):.1f} | "
+            f"| {workload} | {load} | {policy} | {threads} | {'>' if capped else ''}{med:.2f} | "
+            f"{', '.join(_wall(r) for r in recs)} | {statistics.median(r['cpu'] for r in recs):.1f} | "
             f"{statistics.median(r['load'] for r in recs):.2f} |")
     lines += ["", "Runs:", ""]
     lines += [f"- {w}: `gradversary train {' '.join(WORKLOADS[w])} train.progress=false`" for w in WORKLOADS]
@@ -159,11 +171,13 @@ def main(argv=None) -> int:
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--only", nargs="*", choices=list(WORKLOADS), default=list(WORKLOADS))
     ap.add_argument("--policies", nargs="*", choices=list(POLICIES), default=list(POLICIES))
+    ap.add_argument("--timeout", type=float, default=300.0,
+                    help="stop a run after this many seconds and record it as '>timeout'")
     ap.add_argument("--results", default=None, help="write the Markdown table here (e.g. docs/results/threads.md)")
     args = ap.parse_args(argv)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit, t0 = _commit(), time.perf_counter()
-    results = measure(args.repeats, args.data_root, args.only, args.policies)
+    results = measure(args.repeats, args.data_root, args.only, args.policies, args.timeout)
     command = "python benchmarks/threads.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = render(results, args.repeats, command.strip(), started, time.perf_counter() - t0, commit)
     print(text)

@@ -8,6 +8,7 @@ the others (their runs are on disk and are reused); its error is raised once all
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = ["map_jobs"]
 
 
 def _one_thread(fn: Callable, args: tuple) -> Any:
+    os.environ["OMP_NUM_THREADS"] = "1"  # caps train.threads=auto (gradversary.engine.threads)
     torch.set_num_threads(1)
     return fn(*args)
 
