@@ -65,6 +65,8 @@ def test_auto_uses_one_thread_for_small_models_else_the_available_cores():
     assert th.choose_threads("auto", available=8, flops=big) == 8
     assert th.choose_threads("auto", available=64, flops=big) == th.MAX_AUTO_THREADS
     assert th.choose_threads("auto", available=8, flops=big, env_cap=3) == 3
+    assert th.choose_threads("auto", available=8, flops=big, processes=2) == 4  # torchrun ranks share
+    assert th.choose_threads("auto", available=2, flops=big, processes=4) == 1
     assert th.choose_threads(5, available=2, flops=small) == 5  # an explicit count is kept
 
 

@@ -18,8 +18,9 @@ again: ``docs/results/threads.md``).
   two-core machine.
 - otherwise **the cores actually available**: the CPU affinity mask
   (:func:`os.sched_getaffinity`), capped by a cgroup CPU quota (v2 ``cpu.max``, v1
-  ``cpu.cfs_quota_us / cpu.cfs_period_us``, rounded down, at least 1), by ``OMP_NUM_THREADS``
-  when it is set (the user's explicit word), and by :data:`MAX_AUTO_THREADS`.
+  ``cpu.cfs_quota_us / cpu.cfs_period_us``, rounded down, at least 1), shared among the
+  processes of a ``torchrun`` launch on this machine (``LOCAL_WORLD_SIZE``), capped by
+  ``OMP_NUM_THREADS`` when it is set (the user's explicit word) and by :data:`MAX_AUTO_THREADS`.
 
 The count does not depend on the machine's momentary load, so a run and its resumption use the
 same count on the same machine. The resolved count is logged and recorded in the run's
@@ -139,7 +140,8 @@ def batch_flops(forward: Callable[[Tensor], Tensor], in_shape: Sequence[int], ba
     return float(counter.get_total_flops()) * batch_size
 
 
-def choose_threads(setting: int | str, available: int, flops: float, env_cap: int | None = None) -> int:
+def choose_threads(setting: int | str, available: int, flops: float, env_cap: int | None = None,
+                   processes: int = 1) -> int:
     """The thread count for ``train.threads`` (pure: every input is given).
 
     Args:
@@ -147,20 +149,22 @@ def choose_threads(setting: int | str, available: int, flops: float, env_cap: in
         available: cores available (:func:`available_cpus`).
         flops: forward FLOPs of one training batch (:func:`batch_flops`).
         env_cap: ``OMP_NUM_THREADS`` if set, an upper bound for ``auto``.
+        processes: training processes sharing these cores (``torchrun``'s
+            ``LOCAL_WORLD_SIZE``); ``auto`` gives each its share.
     """
     if setting != "auto":
         return int(setting)
     if flops < SMALL_BATCH_FLOPS:
         return 1
-    n = min(available, MAX_AUTO_THREADS)
+    n = min(available // max(1, processes), MAX_AUTO_THREADS)
     if env_cap is not None:
         n = min(n, env_cap)
     return max(1, n)
 
 
-def _env_cap() -> int | None:
+def _env_int(name: str) -> int | None:
     try:
-        v = int(os.environ.get("OMP_NUM_THREADS", ""))
+        v = int(os.environ.get(name, ""))
     except ValueError:
         return None
     return v if v >= 1 else None
@@ -180,8 +184,8 @@ def apply_threads(setting: int | str | None, model: torch.nn.Module, in_shape: S
             flops = batch_flops(model, in_shape, batch_size, device)
         finally:
             model.train(was_training)
-        cores, cap = available_cpus(), _env_cap()
-        n = choose_threads("auto", cores, flops, cap)
+        cores, cap = available_cpus(), _env_int("OMP_NUM_THREADS")
+        n = choose_threads("auto", cores, flops, cap, _env_int("LOCAL_WORLD_SIZE") or 1)
         log.info("train.threads auto: %d thread(s) (%.3g forward FLOPs a batch, %d core(s) available%s)",
                  n, flops, cores, f", OMP_NUM_THREADS={cap}" if cap else "")
     else:

@@ -39,9 +39,9 @@ from .config import OptimConfig, RunConfig
 from .distributed import DistInfo, init_distributed, wrap_ddp
 from .ema import EMA
 from .logger import MetricsLog
-from .threads import apply_threads
 from .seed import rng_state, seed_everything, set_rng_state
 from .teacher import load_teacher
+from .threads import apply_threads
 
 __all__ = ["Trainer", "StepInfo", "build_task", "build_method"]
 
