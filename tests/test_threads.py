@@ -87,11 +87,13 @@ def test_the_moons_demo_is_small_and_the_dann_mnist_network_is_not():
 def test_apply_threads_sets_torch_and_leaves_mode_and_rng_alone(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(th, "available_cpus", lambda: 2)
-    big = nn.Sequential(nn.Linear(1000, 1000), nn.Dropout(0.5), nn.Linear(1000, 10)).train()
-    rng = torch.get_rng_state()
+    big = nn.Sequential(nn.Linear(1000, 1000), nn.Dropout(0.5), nn.BatchNorm1d(1000), nn.Linear(1000, 10))
+    big[2].eval()  # a frozen BatchNorm stays frozen
+    rng, stats = torch.get_rng_state(), big[2].running_mean.clone()
     torch.set_num_threads(1)
     assert th.apply_threads("auto", big, (1000,), 128) == 2 == torch.get_num_threads()
-    assert big.training and torch.equal(torch.get_rng_state(), rng)
+    assert [m.training for m in big] == [True, True, False, True]
+    assert torch.equal(torch.get_rng_state(), rng) and torch.equal(big[2].running_mean, stats)
     assert th.apply_threads("auto", nn.Linear(2, 2), (2,), 128) == 1 == torch.get_num_threads()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert th.apply_threads("auto", big, (1000,), 128) == 1

@@ -177,13 +177,14 @@ def apply_threads(setting: int | str | None, model: torch.nn.Module, in_shape: S
     if setting is None:
         return torch.get_num_threads()
     if setting == "auto":
-        was_training = model.training
+        modes = [(m, m.training) for m in model.modules()]
         model.eval()  # no BatchNorm update, no dropout draw: the run's RNG stream is untouched
         try:
             device = next(model.parameters(), torch.zeros(())).device
             flops = batch_flops(model, in_shape, batch_size, device)
         finally:
-            model.train(was_training)
+            for m, mode in modes:
+                m.training = mode
         cores, cap = available_cpus(), _env_int("OMP_NUM_THREADS")
         n = choose_threads("auto", cores, flops, cap, _env_int("LOCAL_WORLD_SIZE") or 1)
         log.info("train.threads auto: %d thread(s) (%.3g forward FLOPs a batch, %d core(s) available%s)",
