@@ -22,6 +22,10 @@ again: ``docs/results/threads.md``).
   processes of a ``torchrun`` launch on this machine (``LOCAL_WORLD_SIZE``), capped by
   ``OMP_NUM_THREADS`` when it is set (the user's explicit word) and by :data:`MAX_AUTO_THREADS`.
 
+OpenMP's passive wait policy (``OMP_WAIT_POLICY=PASSIVE``, read when torch loads) is left to
+the environment: it removed the contention penalty in ``docs/results/threads.md``, but its cost
+on an idle machine is not measured yet.
+
 The count does not depend on the machine's momentary load, so a run and its resumption use the
 same count on the same machine. The resolved count is logged and recorded in the run's
 ``summary.json`` (``threads``); ``config.yaml`` keeps ``auto``.
