@@ -1,6 +1,8 @@
 """Datasets as domain adaptation tasks, data-root resolution and file checks."""
 
-from . import amazon, arrays, cifar10_jpeg, cifar_mtl, digits, moons, office_caltech  # noqa: F401  (registers)
+from . import (  # noqa: F401  (registers)
+    amazon, arrays, cifar10_jpeg, cifar_mtl, digits, moons, office_caltech, office_caltech_surf,
+)
 from .registry import DATASETS, create_task
 from .root import ENV_VAR, require_file, resolve_data_root
 from .sampler import DomainSampler

@@ -14,6 +14,9 @@ regression trained on one domain scores 0.12 to 0.29 on another (chance about 0.
 while 5-fold cross-validation inside a domain gives 0.55 to 0.78. Feature i does not seem to
 mean the same visual word in every domain, so cross-domain results on this file say little
 about domain adaptation. The loader logs a warning once per process.
+
+**For cross-domain work use** ``office_caltech_surf`` (:mod:`gradversary.data.office_caltech_surf`):
+the same images, in the same order, with Gong et al.'s SURF features over one shared codebook.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from .registry import DATASETS
 from .root import require_file
 from .task import DATask, DomainData
 
-__all__ = ["FILE", "SHA256", "SOURCE", "OfficeCaltechConfig", "office_caltech", "normalize_features",
+__all__ = ["FILE", "SHA256", "SOURCE", "DOMAINS", "ALIASES", "OfficeCaltechConfig", "office_caltech",
+           "normalize_features", "read_domain",
            "nearest_class_mean_check", "vocabulary_check"]
 
 FILE = "office_caltech10_bovw800.npz"
@@ -44,7 +48,7 @@ SOURCE = ("github.com/BUPT-GAMMA/IJCAI2020-DCKM @ ccd014fb3fea40cf0f77050d32491f
           "as described in the data root's MANIFEST.md")
 
 DOMAINS = ("amazon", "caltech", "dslr", "webcam")
-_ALIASES = {"a": "amazon", "c": "caltech", "d": "dslr", "w": "webcam"}
+ALIASES = {"a": "amazon", "c": "caltech", "d": "dslr", "w": "webcam"}
 NUM_CLASSES = 10
 _log = logging.getLogger(__name__)
 _warned = False
@@ -68,8 +72,8 @@ class OfficeCaltechConfig:
     normalize: Literal["zscore", "l1", "none"] = "zscore"
 
     def __post_init__(self) -> None:
-        self.source = domain_name(self.source, DOMAINS, _ALIASES, "office_caltech.source")
-        self.target = domain_name(self.target, DOMAINS, _ALIASES, "office_caltech.target")
+        self.source = domain_name(self.source, DOMAINS, ALIASES, "office_caltech.source")
+        self.target = domain_name(self.target, DOMAINS, ALIASES, "office_caltech.target")
         if self.normalize not in ("zscore", "l1", "none"):
             raise ConfigError(f"office_caltech.normalize: choose zscore, l1 or none, got "
                               f"{self.normalize!r}")
@@ -99,19 +103,26 @@ def normalize_features(xs: Tensor, xt: Tensor, how: str) -> tuple[Tensor, Tensor
     return xs, xt
 
 
-def _domain(z: dict[str, np.ndarray], name: str, path: str) -> tuple[Tensor, Tensor]:
+def read_domain(z: dict[str, np.ndarray], name: str, path: str,
+                what: str = "office_caltech") -> tuple[Tensor, Tensor]:
+    """Domain ``name``'s arrays ``x_<name>``, ``y_<name>`` of an Office-Caltech ``.npz``
+    (labels 1..10 are shifted to 0..9); ``what`` names the dataset in errors.
+
+    Shape:
+        -> x (N, F) float32, y (N,) int64 in 0..9.
+    """
     xk, yk = f"x_{name}", f"y_{name}"
     if xk not in z or yk not in z:
-        raise DataError(f"office_caltech: {path!r} lacks {xk!r} or {yk!r} (has {sorted(z)})")
+        raise DataError(f"{what}: {path!r} lacks {xk!r} or {yk!r} (has {sorted(z)})")
     x, y = z[xk], z[yk].astype(np.int64)
     if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise DataError(f"office_caltech: {path!r}: {xk} {x.shape} and {yk} {y.shape} do not "
+        raise DataError(f"{what}: {path!r}: {xk} {x.shape} and {yk} {y.shape} do not "
                         f"form (N, F) features with (N,) labels")
     lo, hi = int(y.min()), int(y.max())
     if (lo, hi) == (1, NUM_CLASSES):  # MATLAB-style 1..10
         y = y - 1
     elif lo < 0 or hi >= NUM_CLASSES:
-        raise DataError(f"office_caltech: {path!r}: labels of {name} run from {lo} to {hi}; "
+        raise DataError(f"{what}: {path!r}: labels of {name} run from {lo} to {hi}; "
                         f"expected 0..9 (or 1..10)")
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
 
@@ -137,14 +148,16 @@ def office_caltech(root=None, source: str = "amazon", target: str = "webcam",
     cfg = OfficeCaltechConfig(source, target, normalize)
     path = require_file(data_dir(root), FILE, SHA256, SOURCE)
     z = read_npz(path)
-    xs, ys = _domain(z, cfg.source, str(path))
-    xt, yt = _domain(z, cfg.target, str(path))
+    xs, ys = read_domain(z, cfg.source, str(path))
+    xt, yt = read_domain(z, cfg.target, str(path))
     xs, xt = normalize_features(xs, xt, cfg.normalize)
     if not _warned and cfg.source != cfg.target:
         _warned = True
         _log.warning("office_caltech: the staged BoVW-800 features do not appear to share one "
                      "visual vocabulary across domains (see the gradversary.data.office_caltech "
-                     "docstring); cross-domain accuracies on this file are near chance")
+                     "docstring); cross-domain accuracies on this file are near chance. Use the "
+                     "'office_caltech_surf' dataset (the standard SURF features, one shared "
+                     "codebook) instead")
     return DATask(
         source=DomainData(xs, ys, "source"),
         target=DomainData(xt, yt, "target"),
@@ -207,4 +220,4 @@ def vocabulary_check(root=None) -> dict:
     """:func:`nearest_class_mean_check` on the staged file's four domains (raw +-1 features)."""
     path = require_file(data_dir(root), FILE, SHA256, SOURCE)
     z = read_npz(path)
-    return nearest_class_mean_check({d: _domain(z, d, str(path)) for d in DOMAINS})
+    return nearest_class_mean_check({d: read_domain(z, d, str(path)) for d in DOMAINS})
