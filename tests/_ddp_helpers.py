@@ -31,7 +31,10 @@ METHOD = {"sum": {"name": "double_backprop", "weight": 0.5},
           # GRE(AT+CE): a second network on double-backprop gradients, a second optimizer, the
           # GREACE-adjusted cross-entropy; constant coefficients so every step uses them
           "great_greace": {"name": "great_greace", "alpha_schedule": {"name": "constant", "value": 1.0},
-                           "beta_schedule": {"name": "constant", "value": 2.0}}}
+                           "beta_schedule": {"name": "constant", "value": 2.0}},
+          # DANN on small images with random crops, padding and flips of source and target:
+          # each rank must augment its shard exactly as one process augments those rows
+          "augment": {"name": "dann"}}
 
 
 def config(reduction: str, seed: int = 0):
@@ -44,14 +47,17 @@ def config(reduction: str, seed: int = 0):
         "method": METHOD[reduction],
         "model": {"name": "mlp", "hidden": [16], "activation": "tanh"},
         "optim": optim,
-        "train": {"steps": 6, "batch_size": 64, "eval_every": 3, "progress": False, "seed": seed},
+        "train": {"steps": 6, "batch_size": 64, "eval_every": 3, "progress": False, "seed": seed,
+                  **({"augment": {"crop": 6, "pad": 1, "flip": True}} if reduction == "augment" else {})},
     })
 
 
 def final_params(reduction: str, run_dir: str):
+    from _resume_child import image_task
+
     from gradversary.engine import Trainer
 
-    tr = Trainer(config(reduction), run_dir=run_dir)
+    tr = Trainer(config(reduction), run_dir=run_dir, task=image_task() if reduction == "augment" else None)
     tr.fit()
     return tr, {k: v.detach().clone() for k, v in tr.method.state_dict().items()}
 

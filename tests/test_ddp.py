@@ -25,7 +25,7 @@ def _gap(a, b):
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean", "great_greace"])
+@pytest.mark.parametrize("reduction", ["sum", "mean", "great_greace", "augment"])
 def test_two_gloo_ranks_match_single_process_only_with_sum_reduced_input_gradient(tmp_path, reduction):
     _, single = H.final_params(reduction, str(tmp_path / "single"))
     r0, r1 = _two_ranks(reduction, tmp_path)
@@ -33,7 +33,7 @@ def test_two_gloo_ranks_match_single_process_only_with_sum_reduced_input_gradien
     if reduction == "great_greace":  # the auxiliary network is compared too
         assert any(k.startswith("aux.") for k in r0)
     gap = _gap(single, r0)
-    if reduction != "mean":  # double backprop, and GRE(AT+CE) with its auxiliary network
+    if reduction != "mean":  # double backprop, GRE(AT+CE) with its auxiliary network, augmentation
         assert gap <= 1e-6, f"DDP differs from one process by {gap:.2e}"
     else:
         # the trap: the mean-reduced input gradient scales with the local batch size

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 
 from ..config import apply_overrides, from_dict, to_dict
+from ..data.augment import AugmentConfig
 from ..data.registry import DATASETS
 from ..errors import ConfigError
 from ..methods.base import METHODS
@@ -70,6 +71,9 @@ class TrainConfig:
             (PyTorch's default).
         ema_decay: keep an exponential moving average of the weights with this decay and
             evaluate (and deploy) the averaged model; null for none.
+        augment: random crop / flip of the training images (source, and target unless
+            ``target: false``), e.g. ``{crop: 28, pad: 2, flip: false}``; null for none. See
+            :mod:`gradversary.data.augment`.
     """
 
     steps: int | None = None
@@ -85,6 +89,7 @@ class TrainConfig:
     progress: bool = True
     threads: int | str | None = "auto"
     ema_decay: float | None = None
+    augment: AugmentConfig | None = None
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:

@@ -24,6 +24,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from ..data.augment import STREAMS, CenterCrop, augment_batch, augmented_shape
 from ..data.registry import create_task
 from ..data.root import LazyRoot
 from ..data.sampler import DomainSampler
@@ -87,7 +88,10 @@ def build_task(cfg: RunConfig, data_root: str | None = None) -> DATask:
 def build_method(cfg: RunConfig, task: DATask) -> Method:
     """Model and method for ``task`` as ``cfg`` describes (seed the RNG first for a fixed init)."""
     mparams = dict(cfg.model)
-    model = create_model(mparams.pop("name"), task.in_shape, task.num_classes, **mparams)
+    in_shape = augmented_shape(task.in_shape, cfg.train.augment)
+    model = create_model(mparams.pop("name"), in_shape, task.num_classes, **mparams)
+    if in_shape != tuple(task.in_shape):  # trained on random crops: evaluate on the centre crop
+        model.features = torch.nn.Sequential(CenterCrop(in_shape[-1]), model.features)
     params = dict(cfg.method)
     return create_method(params.pop("name"), model, **params)
 
@@ -300,6 +304,13 @@ class Trainer:
             x_t = self._x_t[self.tgt_sampler.next()].to(self.device, non_blocking=True)
         targets = {k: v[i].to(self.device, non_blocking=True)
                    for k, v in self._targets_s.items()} or None
+        aug = self.cfg.train.augment  # keyed on (seed, step): resumes and shards exactly
+        if aug is not None:
+            key = (self.cfg.train.seed, self.step)
+            x_s = augment_batch(x_s, aug, *key, STREAMS["source"], self.dist.rank, self.dist.world_size)
+            if x_t is not None and aug.target:
+                x_t = augment_batch(x_t, aug, *key, STREAMS["target"], self.dist.rank,
+                                    self.dist.world_size)
         return Batch(x_s, y_s, x_t, targets)
 
     def train_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
