@@ -20,6 +20,7 @@ from gradversary.data import amazon as amazon_mod
 from gradversary.data import create_task
 from gradversary.data import digits as digits_mod
 from gradversary.data import office_caltech as office_mod
+from gradversary.data import office_caltech_surf as surf_mod
 from gradversary.errors import ConfigError, DataError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -445,6 +446,57 @@ def test_office_caltech_corrupt_and_missing_files(tmp_path):
         create_task("office_caltech", root=tmp_path)
     assert office_mod.FILE in str(e.value) and office_mod.SHA256 in str(e.value)
     assert "BUPT-GAMMA" in str(e.value)
+
+
+# -------------------------------------------------------------------- office_caltech_surf
+@pytest.mark.parametrize("pair, correct", [("D->W", 187), ("C->A", 227)])
+def test_office_caltech_surf_source_only_1nn_reproduces_the_published_baseline(pair, correct):
+    # JDA (Long et al., ICCV 2013) NN column: D->W 63.39 = 187 / 295, C->A 23.70 = 227 / 958
+    root = _need(surf_mod.FILE)
+    task = create_task("office_caltech_surf", root=root, source=pair[0], target=pair[-1])
+    tgt = task.eval["target_test"]
+    acc = surf_mod.nearest_neighbour_accuracy(task.source.x, task.source.y, tgt.x, tgt.y)
+    assert round(acc * len(tgt.y)) == correct
+    assert round(100 * acc, 2) == surf_mod.PUBLISHED_1NN[pair]
+    # raw counts give another figure: the protocol is what reproduces it
+    raw = create_task("office_caltech_surf", root=root, source=pair[0], target=pair[-1], normalize="none")
+    assert round(100 * surf_mod.nearest_neighbour_accuracy(raw.source.x, raw.source.y, raw.target.x,
+                                                           tgt.y), 2) != surf_mod.PUBLISHED_1NN[pair]
+
+
+def test_office_caltech_surf_protocol_by_hand():
+    root = _need(surf_mod.FILE)
+    task = create_task("office_caltech_surf", root=root, source="amazon", target="webcam")
+    _check_common(task, 10, (800,))
+    assert torch.bincount(task.source.y, minlength=10).tolist() == OFFICE_HIST["amazon"]
+    raw = _raw(surf_mod.FILE)
+    for x, key in ((task.source.x, "x_amazon"), (task.target.x, "x_webcam")):
+        r = raw[key].astype(np.float64)
+        r = r / r.sum(1, keepdims=True)
+        ref = (r - r.mean(0)) / r.std(0)  # within the domain, population std
+        assert np.abs(x.numpy() - ref).max() < 1e-5
+    # same images in the same order as the BoVW file: the labels agree row by row
+    assert np.array_equal(raw["y_dslr"], _raw(office_mod.FILE)["y_dslr"])
+
+
+def test_office_caltech_surf_options_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'webcam'"):
+        create_task("office_caltech_surf", target="webcm")
+    with pytest.raises(ConfigError, match="normalize"):
+        create_task("office_caltech_surf", normalize="zscore")
+    with pytest.raises(DataError, match="missing data file") as e:
+        create_task("office_caltech_surf", root=tmp_path)
+    assert surf_mod.FILE in str(e.value) and surf_mod.SHA256 in str(e.value)
+    assert "VisionLearningGroup/CORAL" in str(e.value)
+
+
+def test_gfk_normalize_by_hand():
+    x = torch.tensor([[1.0, 3.0, 0.0], [2.0, 2.0, 4.0]])
+    l1 = surf_mod.gfk_normalize(x, "l1")
+    assert torch.allclose(l1, torch.tensor([[0.25, 0.75, 0.0], [0.25, 0.25, 0.5]]))
+    z = surf_mod.gfk_normalize(x)
+    # column 0 is constant after l1 (0.25, 0.25): centred only; others are +-1
+    assert torch.allclose(z, torch.tensor([[0.0, 1.0, -1.0], [0.0, -1.0, 1.0]]))
 
 
 def test_root_given_as_a_copy_directory_works(tmp_path):
