@@ -475,6 +475,11 @@ def test_office_caltech_surf_protocol_by_hand():
         r = r / r.sum(1, keepdims=True)
         ref = (r - r.mean(0)) / r.std(0)  # within the domain, population std
         assert np.abs(x.numpy() - ref).max() < 1e-5
+    pooled = create_task("office_caltech_surf", root=root, source="amazon", target="webcam",
+                         normalize="l1_zscore_pooled")
+    both = torch.cat([pooled.source.x, pooled.target.x]).double()
+    assert both.mean(0).abs().max() < 1e-5 and (both.std(0, correction=0) - 1).abs().max() < 1e-4
+    assert pooled.source.x.double().mean(0).abs().max() > 0.1  # the domains' shift is kept
     # same images in the same order as the BoVW file: the labels agree row by row
     assert np.array_equal(raw["y_dslr"], _raw(office_mod.FILE)["y_dslr"])
 

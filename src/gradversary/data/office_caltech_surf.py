@@ -44,7 +44,7 @@ PUBLISHED_1NN = {"C->A": 23.70, "C->W": 25.76, "C->D": 25.48, "A->C": 26.00, "A-
                  "A->D": 25.48, "W->C": 19.86, "W->A": 22.96, "W->D": 59.24, "D->C": 26.27,
                  "D->A": 28.50, "D->W": 63.39}
 
-_NORMALIZE = ("l1_zscore", "l1", "none")
+_NORMALIZE = ("l1_zscore", "l1_zscore_pooled", "l1", "none")
 
 
 @dataclass
@@ -56,12 +56,14 @@ class OfficeCaltechSurfConfig:
             ``A``, ``C``, ``D``, ``W``).
         target: unlabelled target domain, from the same names.
         normalize: ``l1_zscore`` (the GFK/JDA protocol: row sums to 1, then z-score per
-            feature within each domain), ``l1`` (row sums to 1 only) or ``none`` (raw counts).
+            feature within each domain), ``l1_zscore_pooled`` (row sums to 1, then z-score with
+            the statistics of source and target pooled: the domains' difference in mean and
+            scale is kept), ``l1`` (row sums to 1 only) or ``none`` (raw counts).
     """
 
     source: str = "amazon"
     target: str = "webcam"
-    normalize: Literal["l1_zscore", "l1", "none"] = "l1_zscore"
+    normalize: Literal["l1_zscore", "l1_zscore_pooled", "l1", "none"] = "l1_zscore"
 
     def __post_init__(self) -> None:
         self.source = domain_name(self.source, DOMAINS, ALIASES, "office_caltech_surf.source")
@@ -72,7 +74,8 @@ class OfficeCaltechSurfConfig:
 
 
 def gfk_normalize(x: Tensor, how: str = "l1_zscore") -> Tensor:
-    """One domain's counts normalised as ``how`` says (computed in float64).
+    """Counts normalised as ``how`` says (computed in float64), with statistics over the rows
+    of ``x`` (one domain, for the protocol).
 
     ``l1`` divides each row by its sum (an all-zero row stays zero); ``l1_zscore`` then
     subtracts each feature's mean and divides by its population std over the rows of ``x``
@@ -86,8 +89,8 @@ def gfk_normalize(x: Tensor, how: str = "l1_zscore") -> Tensor:
         tensor([[-1.,  1.],
                 [ 1., -1.]])
     """
-    if how not in _NORMALIZE:
-        raise ValueError(f"normalize: choose one of {', '.join(_NORMALIZE)}, got {how!r}")
+    if how not in ("l1_zscore", "l1", "none"):
+        raise ValueError(f"normalize: choose l1_zscore, l1 or none, got {how!r}")
     x = x.double()
     if how != "none":
         x = x / x.sum(1, keepdim=True).clamp_min(1e-300)
@@ -120,8 +123,12 @@ def office_caltech_surf(root=None, source: str = "amazon", target: str = "webcam
         likewise, with labels.
     """
     cfg = OfficeCaltechSurfConfig(source, target, normalize)
-    xs, ys = load_domain(root, cfg.source, cfg.normalize)
-    xt, yt = load_domain(root, cfg.target, cfg.normalize)
+    pooled = cfg.normalize == "l1_zscore_pooled"
+    xs, ys = load_domain(root, cfg.source, "l1" if pooled else cfg.normalize)
+    xt, yt = load_domain(root, cfg.target, "l1" if pooled else cfg.normalize)
+    if pooled:  # one z-score for both domains (no label used)
+        both = gfk_normalize(torch.cat([xs, xt]), "l1_zscore")  # rows already sum to 1
+        xs, xt = both[:len(xs)], both[len(xs):]
     return DATask(
         source=DomainData(xs, ys, "source"),
         target=DomainData(xt, yt, "target"),
