@@ -19,7 +19,11 @@ from pathlib import Path
 
 import torch
 
-from gradversary.data.office_caltech_surf import PUBLISHED_1NN, load_domain, nearest_neighbour_accuracy
+from gradversary.data.office_caltech_surf import (
+    PUBLISHED_1NN,
+    load_domain,
+    nearest_neighbour_accuracy,
+)
 from gradversary.engine import Trainer, load_config
 
 PAIRS = ("CA", "CW", "CD", "AC", "AW", "AD", "WC", "WA", "WD", "DC", "DA", "DW")
