@@ -17,6 +17,7 @@ from ..methods.base import METHODS
 from ..models.base import MODELS
 from ..registry import Registry
 from ..schedules import SCHEDULES
+from ..selection.validators import resolve_validators
 
 __all__ = ["OptimConfig", "TrainConfig", "SelectionConfig", "RunConfig", "resolve_config", "load_config"]
 
@@ -130,14 +131,21 @@ class SelectionConfig:
             checkpoint whose risk is within one standard error of that minimum (Breiman's
             one-standard-error rule): the schedule's end point wins unless an earlier
             checkpoint is better by more than the estimate's noise.
+        validators: label-free validators scored at every evaluation and kept in the
+            summary's ``history`` (``score_<name>``, higher is better; ``cost_<name>_s``):
+            ``all_cheap`` (every registered validator but reverse validation), ``none``, or
+            a list of names (:mod:`gradversary.selection.validators`). Those that need the
+            held-out source are skipped when ``holdout`` is 0. They never change training.
     """
 
     criterion: Literal["last", "source_val", "iwcv", "dev", "dev_cv"] = "last"
     holdout: float | None = None
     max_fit: int = 2000
     rule: Literal["min", "one_se"] = "min"
+    validators: str | list[str] = "all_cheap"
 
     def __post_init__(self) -> None:
+        resolve_validators(self.validators)
         if self.holdout is None:
             self.holdout = 0.0 if self.criterion == "last" else 0.1
         if not 0.0 <= self.holdout < 1.0:

@@ -35,6 +35,7 @@ from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
 from ..schedules import Schedule, create_schedule
 from ..selection.criteria import checkpoint_risk
+from ..selection.validators import build_inputs, resolve_validators, score_validators
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import OptimConfig, RunConfig
 from .distributed import DistInfo, init_distributed, wrap_ddp
@@ -118,7 +119,10 @@ def _make_optimizer(groups: list[dict], o: OptimConfig) -> torch.optim.Optimizer
 
 
 #: per-evaluation figures kept in the summary's ``history``
-_HISTORY_KEYS = ("step", "source_val_acc", "target_test_acc", "select_risk", "select_se", "select_ess")
+_HISTORY_KEYS = ("step", "source_val_acc", "target_test_acc", "select_risk", "select_se", "select_ess",
+                 "eval_time_s")
+#: ... and the label-free validators' scores and costs (``score_<name>``, ``cost_<name>_s``)
+_HISTORY_PREFIXES = ("score_", "cost_")
 
 
 class Trainer:
@@ -213,6 +217,12 @@ class Trainer:
             m = cfg.selection.max_fit
             self._fit_s = self._x_s[torch.randperm(len(self._x_s), generator=g)[:m]]
             self._fit_t = self._x_t[torch.randperm(len(self._x_t), generator=g)[:m]]
+        self.validators = resolve_validators(cfg.selection.validators)
+        if self.validators:  # fixed samples, so that successive evaluations are comparable
+            g = torch.Generator().manual_seed(t.seed + 130363)
+            m = cfg.selection.max_fit
+            self._val_t = self._x_t[torch.randperm(len(self._x_t), generator=g)[:m]]
+            self._val_s = self._x_s[torch.randperm(len(self._x_s), generator=g)[:m]]
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, data_root: str | None = None) -> Trainer:
@@ -337,7 +347,11 @@ class Trainer:
         self.method.eval()
         try:
             with self.deployed() as m:
+                t0 = time.perf_counter()
                 metrics = m.evaluate(self.task.eval, self.cfg.train.eval_batch_size)
+                metrics["eval_time_s"] = time.perf_counter() - t0
+                if self.validators:
+                    metrics.update(self._score_validators(m))
                 crit = self.cfg.selection.criterion
                 if crit != "last":
                     val = self.task.eval["source_val"]
@@ -348,6 +362,18 @@ class Trainer:
                 return metrics
         finally:
             self.method.train(was)
+
+    def _score_validators(self, m: Method) -> dict[str, float]:
+        """The label-free validators' scores (see ``selection.validators``): they see the
+        unlabelled target training inputs and the held-out source, never a target label."""
+        t0 = time.perf_counter()
+        val = self.task.eval.get("source_val")
+        inp = build_inputs(m.predict_logits, m.model.features, self._val_t, self._val_s,
+                           val.x if val is not None else None, val.y if val is not None else None,
+                           self.device, seed=self.cfg.train.seed)
+        out = {"cost_inputs_s": time.perf_counter() - t0}
+        out.update(score_validators(self.validators, inp))
+        return out
 
     def _update_best(self, metrics: dict[str, float]) -> None:
         """Keep the selected checkpoint as ``best.pt`` (rank 0): with ``selection.rule: min``
@@ -525,5 +551,6 @@ class Trainer:
                if oracle else {}),
             # every evaluation's selection figures, so that another selection rule can be
             # scored from a finished run (or its record) without training it again
-            "history": [{k: r[k] for k in _HISTORY_KEYS if k in r} for r in evals],
+            "history": [{k: v for k, v in r.items()
+                         if k in _HISTORY_KEYS or k.startswith(_HISTORY_PREFIXES)} for r in evals],
         }
