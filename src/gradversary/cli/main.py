@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding", choices=["tsne", "pca"], default="tsne")
     p.add_argument("--data-root", default=None, help="dataset folder")
 
+    p = sub.add_parser("validators", help="rank the label-free validators on finished runs "
+                                          "(weighted Spearman, regret, leave-one-task-out default)")
+    p.add_argument("run_dirs", nargs="+", help="run directories, or folders holding them")
+    p.add_argument("--records", default=None, help="a folder of bench run records (JSON)")
+    p.add_argument("--out", default="docs/results/validators.md",
+                   help="the Markdown report (a .json and a .png are written beside it)")
+
     sub.add_parser("list", help="list registered methods, models, datasets, schedules and recipes")
     return parser
 
@@ -358,9 +365,21 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+def _cmd_validators(args) -> int:
+    from ..report.validators import write_validators_report
+
+    try:
+        path = write_validators_report(args.run_dirs, args.out, args.records, _command_line())
+    except (FileNotFoundError, ValueError) as e:
+        print(f"gradversary: error: {e}", file=sys.stderr)
+        return 2
+    print(f"written: {path}")
+    return 0
+
+
 COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _cmd_run,
             "bench": _cmd_bench, "shift": _cmd_shift, "analyze": _cmd_analyze,
-            "attack": _cmd_attack}
+            "attack": _cmd_attack, "validators": _cmd_validators}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,427 @@
+"""``gradversary validators``: rank the label-free validators on finished runs.
+
+Reads the ``history`` of each run's ``summary.json`` (every evaluation's target accuracy beside
+each validator's score, see :mod:`gradversary.selection.validators`), and writes a Markdown
+report and a JSON file beside it: per task family the weighted Spearman correlation of each
+validator with target accuracy and its regret, the default criterion chosen by leave-one-task-
+out regret (:mod:`gradversary.selection.ranking`), the honest figure of that default beside the
+last step and the oracle, and a plot of score against accuracy.
+
+Target accuracy is read here only to *judge* validators; no validator reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..io import atomic_write_text
+from ..selection.ranking import candidate_scores, leave_one_task_out, regret, weighted_spearman
+from ..selection.rules import choose_checkpoint
+from .markdown import markdown_table
+from .plots import have_matplotlib, save_figure
+
+__all__ = ["Checkpoint", "load_checkpoints", "rank_checkpoints", "render_markdown",
+           "write_validators_report", "ESS_FLOOR"]
+
+#: the ESS floor tried with the importance-weighted validators
+ESS_FLOOR = 30.0
+#: the baseline criterion "last": the score is the step
+LAST = "last"
+
+
+@dataclass
+class Checkpoint:
+    """One evaluation of one run: where it belongs, its target accuracy, its scores."""
+
+    family: str
+    task: str
+    method: str
+    seed: int
+    run: str
+    step: int
+    acc: float
+    scores: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)  # score_<v>_se / _ess, costs
+
+
+def task_of(cfg: Mapping[str, Any]) -> tuple[str, str]:
+    """(task family, task name) of a resolved run config. Families are the units of the
+    leave-one-task-out choice: moons, digits, amazon_raw, amazon_msda, office_caltech."""
+    d = cfg.get("data", {})
+    name = d.get("name", "?")
+    if name == "amazon":
+        fam = f"amazon_{d.get('features', 'raw')}"
+    else:
+        fam = name
+    pair = f"{d['source']}->{d['target']}" if "source" in d and "target" in d else name
+    return fam, f"{fam}:{pair}"
+
+
+def _from_summary(summary: Mapping, cfg: Mapping, run: str) -> list[Checkpoint]:
+    fam, task = task_of(cfg)
+    out = []
+    for h in summary.get("history", []):
+        if "target_test_acc" not in h:
+            continue
+        scores = {k[6:]: float(v) for k, v in h.items()
+                  if k.startswith("score_") and not k.endswith(("_se", "_ess"))}
+        if not scores:
+            continue
+        scores[LAST] = float(h["step"])
+        extra = {k: float(v) for k, v in h.items()
+                 if k.endswith(("_se", "_ess")) or k.startswith("cost_") or k == "eval_time_s"}
+        out.append(Checkpoint(fam, task, summary.get("method", cfg["method"]["name"]),
+                              int(summary.get("seed", 0)), run, int(h["step"]),
+                              float(h["target_test_acc"]), scores, extra))
+    return out
+
+
+def load_checkpoints(paths: Sequence[str | Path], records: str | Path | None = None
+                     ) -> tuple[list[Checkpoint], list[dict]]:
+    """Every scored evaluation under ``paths`` (run directories, or folders searched for
+    ``summary.json``) and under ``records`` (bench record JSON files with ``config`` and
+    ``summary``). Returns the checkpoints and one dict per run (name, seed, wall time).
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+    """
+    found: list[tuple[str, dict, dict]] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{str(p)!r} does not exist")
+        for s in ([p / "summary.json"] if (p / "summary.json").is_file()
+                  else sorted(p.rglob("summary.json"))):
+            cfg = yaml.safe_load((s.parent / "config.yaml").read_text())
+            found.append((str(s.parent), json.loads(s.read_text()), cfg))
+    if records is not None:
+        root = Path(records)
+        if not root.exists():
+            raise FileNotFoundError(f"{str(root)!r} does not exist")
+        for r in sorted(root.rglob("*.json")):
+            d = json.loads(r.read_text())
+            if isinstance(d, dict) and "summary" in d and "config" in d:
+                found.append((str(r), d["summary"], d["config"]))
+    ckpts, runs = [], []
+    for run, summary, cfg in found:
+        cs = _from_summary(summary, cfg, run)
+        if cs:
+            ckpts += cs
+            runs.append({"run": run, "seed": summary.get("seed"), "steps": summary.get("steps"),
+                         "wall_time_s": summary.get("wall_time_s", 0.0), "evaluations": len(cs)})
+    return ckpts, runs
+
+
+def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(xs, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def _rule_regret(group: list[Checkpoint], name: str, rule: str, min_ess: float) -> float | None:
+    """Regret of ``choose_checkpoint`` with validator ``name``'s negated score as the risk."""
+    hist = []
+    for c in group:
+        if name not in c.scores:
+            return None
+        hist.append({"step": c.step, "select_risk": -c.scores[name],
+                     "select_se": c.extra.get(f"score_{name}_se", 0.0),
+                     "select_ess": c.extra.get(f"score_{name}_ess", float("inf"))})
+    pick = hist.index(choose_checkpoint(hist, rule, min_ess))
+    return max(c.acc for c in group) - group[pick].acc
+
+
+def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[str, Any]:
+    """The ranking, as a JSON-ready dict (see the module docstring)."""
+    if not ckpts:
+        raise ValueError("no scored evaluations found: were the runs trained with "
+                         "selection.validators set (the default all_cheap)?")
+    validators = sorted(set.intersection(*(set(c.scores) for c in ckpts)))
+    groups: dict[tuple, list[Checkpoint]] = defaultdict(list)
+    for c in ckpts:
+        groups[(c.family, c.task, c.method, c.seed)].append(c)
+    for g in groups.values():
+        g.sort(key=lambda c: (c.run, c.step))
+    # regret of every candidate (validators and their rank means) in every group
+    cand_regret: dict[str, dict[tuple, float]] = defaultdict(dict)
+    picked: dict[str, dict[tuple, float]] = defaultdict(dict)
+    for key, g in groups.items():
+        acc = [c.acc for c in g]
+        cands = candidate_scores({v: [c.scores[v] for c in g] for v in validators}, max_combo)
+        for name, s in cands.items():
+            r = regret(s, acc)
+            cand_regret[name][key] = r
+            picked[name][key] = max(acc) - r
+    cells = sorted({k[:3] for k in groups})
+
+    def cell_mean(name: str, cell: tuple) -> float:
+        return float(np.mean([r for k, r in cand_regret[name].items() if k[:3] == cell]))
+
+    families = sorted({c[0] for c in cells})
+    fam_regret = {n: {f: float(np.mean([cell_mean(n, c) for c in cells if c[0] == f]))
+                      for f in families} for n in cand_regret}
+    # weighted Spearman per (task, method) cell, pooled over seeds and runs
+    spearman: dict[str, dict[str, float]] = {}
+    for v in validators:
+        spearman[v] = {}
+        for cell in cells:
+            cs = [c for c in ckpts if (c.family, c.task, c.method) == cell]
+            spearman[v]["/".join(cell[1:])] = weighted_spearman([c.scores[v] for c in cs],
+                                                                [c.acc for c in cs])
+    fam_spearman = {v: {f: float(np.mean([spearman[v]["/".join(c[1:])] for c in cells if c[0] == f]))
+                        for f in families} for v in validators}
+    singles = validators
+    loto_single = leave_one_task_out(fam_regret, singles)
+    loto_all = leave_one_task_out(fam_regret, sorted(fam_regret))
+    use_combo = loto_all.loto_regret < loto_single.loto_regret
+    default = (loto_all if use_combo else loto_single).chosen
+    mean_all = {n: float(np.mean(list(fam_regret[n].values()))) for n in fam_regret}
+    pool = sorted(fam_regret) if use_combo else singles
+    runner_up = min((n for n in pool if n != default), key=mean_all.get)
+    # honest figure per cell: the default's pick, the last step, the oracle (mean +- std)
+    honest = []
+    for cell in cells:
+        keys = [k for k in groups if k[:3] == cell]
+        last = [[c.acc for c in groups[k] if c.step == max(x.step for x in groups[k])][-1]
+                for k in keys]
+        honest.append({"family": cell[0], "task": cell[1], "method": cell[2], "seeds": len(keys),
+                       "default": _mean_std([picked[default][k] for k in keys]),
+                       "last": _mean_std(last),
+                       "oracle": _mean_std([max(c.acc for c in groups[k]) for k in keys])})
+    # rules with a standard error and an ESS floor
+    rules = {}
+    for v in ("dev", "devn", "iwcv", "source_val"):
+        if v not in validators:
+            continue
+        for rule, floor in (("min", 0.0), ("one_se", 0.0), ("min", ESS_FLOOR), ("one_se", ESS_FLOOR)):
+            rs = {f: [] for f in families}
+            for key, g in groups.items():
+                r = _rule_regret(g, v, rule, floor)
+                if r is not None:
+                    rs[key[0]].append(r)
+            label = f"{v} {rule}" + (f" ess>={ESS_FLOOR:g}" if floor else "")
+            rules[label] = {f: float(np.mean(x)) for f, x in rs.items() if x}
+    # cost per evaluation, relative to the evaluation itself
+    cost = {}
+    for v in [*validators, "inputs"]:
+        ratios = [c.extra[f"cost_{v}_s"] / max(c.extra.get("eval_time_s", 0.0), 1e-9)
+                  for c in ckpts if f"cost_{v}_s" in c.extra]
+        secs = [c.extra[f"cost_{v}_s"] for c in ckpts if f"cost_{v}_s" in c.extra]
+        if secs:
+            cost[v] = {"mean_s": float(np.mean(secs)), "median_ratio": float(np.median(ratios))}
+    return {
+        "validators": validators, "families": families,
+        "cells": ["/".join(c[1:]) for c in cells],
+        "n_checkpoints": len(ckpts), "n_groups": len(groups),
+        "family_regret": {n: fam_regret[n] for n in validators},
+        "family_spearman": fam_spearman, "spearman": spearman,
+        "loto_single": _loto_dict(loto_single), "loto_all": _loto_dict(loto_all),
+        "default": default, "default_uses_combination": use_combo,
+        "default_family_regret": fam_regret[default],
+        "default_mean_regret": mean_all[default],
+        "runner_up": runner_up, "runner_up_mean_regret": mean_all[runner_up],
+        "best_combination": min(sorted(fam_regret), key=mean_all.get),
+        "honest": honest, "rules": rules, "cost": cost,
+    }
+
+
+def _loto_dict(r) -> dict[str, Any]:
+    return {"chosen": r.chosen, "loto_regret": r.loto_regret, "all_task_regret": r.all_task_regret,
+            "per_task": {t: {"chosen": c, "regret": x} for t, (c, x) in r.per_task.items()}}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str | None) -> str:
+    """The report: a pure render of :func:`rank_checkpoints`'s result and the provenance."""
+    fams, vals = res["families"], res["validators"]
+    lines = [
+        "# Label-free validators ranked on our own runs",
+        "",
+        f"Written by `{prov['command']}` at commit `{prov['commit']}` on {prov['date']}.",
+        f"{prov['runs']} runs (seeds {', '.join(map(str, prov['seeds']))}), "
+        f"{res['n_checkpoints']} scored evaluations in {res['n_groups']} selection groups "
+        f"(task x method x seed); training wall time {prov['wall_time_s'] / 60:.1f} min in all.",
+        "",
+        "Target accuracy is read here only to judge the validators: every score is label-free. "
+        "Regret = oracle accuracy (the best evaluation in the group, **chosen on target labels**) "
+        "minus the accuracy of the evaluation the validator picks, in points; mean over the "
+        "task/method cells of each family, each cell the mean over seeds. `last` scores the step "
+        "(the schedule's end point). A group is one task, one method and one seed, over every "
+        "evaluation of every run of that cell (the Amazon lambda grid's runs join their cell's "
+        "group, so the regret there covers the lambda choice too).",
+        "",
+        "## The default criterion and the rule that picks it",
+        "",
+        "Rule: among the validators (and, if it lowers the leave-one-task-out regret, the "
+        "rank means of 2-3 validators: each evaluation's score rank normalised to [0, 1] "
+        "within its group, averaged), take the one of lowest mean regret over the task "
+        "families. Its honest error is the leave-one-task-out (LOTO) regret: each family's "
+        "regret under the choice made without it.",
+        "",
+        f"- **Default: `{res['default']}`**, mean regret {_pct(res['default_mean_regret'])} points "
+        f"over {len(fams)} families (in-sample); runner-up `{res['runner_up']}` at "
+        f"{_pct(res['runner_up_mean_regret'])} (margin "
+        f"{_pct(res['runner_up_mean_regret'] - res['default_mean_regret'])}).",
+        f"- LOTO regret, single validators: {_pct(res['loto_single']['loto_regret'])} points; "
+        f"with rank-mean combinations: {_pct(res['loto_all']['loto_regret'])}.",
+        "",
+        markdown_table(["held-out family", "chosen without it (single)", "regret",
+                        "chosen without it (with combinations)", "regret"],
+                       [[f, res["loto_single"]["per_task"][f]["chosen"],
+                         _pct(res["loto_single"]["per_task"][f]["regret"]),
+                         res["loto_all"]["per_task"][f]["chosen"],
+                         _pct(res["loto_all"]["per_task"][f]["regret"])] for f in fams]),
+        "",
+        "## Regret by validator and task family (points; lower is better)",
+        "",
+        markdown_table(["validator", *fams, "mean"],
+                       [[v, *(_pct(res["family_regret"][v][f]) for f in fams),
+                         _pct(np.mean(list(res["family_regret"][v].values())))] for v in vals]),
+        "",
+        "## Weighted Spearman correlation with target accuracy (higher is better)",
+        "",
+        "Musgrave et al. (arXiv:2208.07360, and their code): Pearson correlation of the ranks, "
+        "each evaluation weighted by the square of its score's dense rank divided by the "
+        "largest; per task/method cell over all its evaluations, then averaged per family.",
+        "",
+        markdown_table(["validator", *fams, "mean"],
+                       [[v, *(f"{res['family_spearman'][v][f]:.2f}" for f in fams),
+                         f"{np.mean(list(res['family_spearman'][v].values())):.2f}"]
+                        for v in vals if v != LAST]),
+        "",
+        "## Honest figure per table: the default's pick, last step, oracle",
+        "",
+        "Target accuracy, mean +- std over seeds. The oracle column is chosen on target labels: "
+        "not an honest figure.",
+        "",
+        markdown_table(["task", "method", "seeds", f"default ({res['default']})", "last step",
+                        "default - last", "oracle"],
+                       [[h["task"], h["method"], h["seeds"],
+                         f"{h['default'][0]:.3f} +- {h['default'][1]:.3f}",
+                         f"{h['last'][0]:.3f} +- {h['last'][1]:.3f}",
+                         f"{h['default'][0] - h['last'][0]:+.3f}",
+                         f"{h['oracle'][0]:.3f} +- {h['oracle'][1]:.3f}"] for h in res["honest"]]),
+        "",
+        "## Selection rules: one standard error and the ESS floor",
+        "",
+        f"Regret (points) of `selection.rule` min / one_se, with and without an effective-sample-"
+        f"size floor of {ESS_FLOOR:g} (evaluations whose weights have a smaller ESS are not "
+        "candidates; with none left, the last evaluation).",
+        "",
+        markdown_table(["criterion and rule", *fams],
+                       [[k, *(_pct(r[f]) if f in r else "-" for f in fams)]
+                        for k, r in res["rules"].items()]),
+        "",
+        "## Cost per evaluation",
+        "",
+        "Seconds per evaluation, and the median ratio to the evaluation itself (accuracy on "
+        "every labelled split). `inputs` is the shared forward pass over the validators' "
+        "samples; `dev` includes the domain-classifier fit that `devn` and `iwcv` reuse.",
+        "",
+        markdown_table(["validator", "mean s", "median ratio to evaluation"],
+                       [[v, f"{c['mean_s']:.4f}", f"{c['median_ratio']:.2f}"]
+                        for v, c in res["cost"].items()]),
+        "",
+    ]
+    if plot:
+        lines += ["## Score against target accuracy", "",
+                  f"![score vs target accuracy]({plot})", "",
+                  "Each point is one evaluation; scores and accuracies are min-max normalised "
+                  "within their task/method cell so that cells share one axis.", ""]
+    lines += ["## Runs", "", *(f"- {r}" for r in prov["commands"]), ""]
+    return "\n".join(lines)
+
+
+def _scatter(ckpts: Sequence[Checkpoint], names: Sequence[str], path: Path) -> Path | None:
+    if not have_matplotlib():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = sorted({c.family for c in ckpts})
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    cells = defaultdict(list)
+    for c in ckpts:
+        cells[(c.task, c.method)].append(c)
+
+    def norm(xs):
+        a = np.asarray(xs, dtype=float)
+        span = a.max() - a.min()
+        return (a - a.min()) / span if span > 0 else np.full_like(a, 0.5)
+
+    for ax, name in zip(axes[0], names):
+        for i, f in enumerate(fams):
+            xs, ys = [], []
+            for cs in cells.values():
+                if cs[0].family != f:
+                    continue
+                xs += list(norm([c.scores[name] for c in cs]))
+                ys += list(norm([c.acc for c in cs]))
+            ax.scatter(xs, ys, s=6, alpha=0.5, label=f, color=f"C{i}")
+        ax.set_xlabel(f"{name} score (normalised per cell)")
+        ax.set_ylabel("target accuracy (normalised per cell)")
+        ax.set_title(name)
+    axes[0][0].legend(fontsize=7, markerscale=2)
+    return save_figure(fig, path)
+
+
+def _git(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(["git", *cmd], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_validators_report(paths: Sequence[str | Path], out: str | Path,
+                            records: str | Path | None = None, command: str = "") -> Path:
+    """Rank the validators on the runs under ``paths`` (and ``records``); write ``out``
+    (Markdown), its JSON twin and the score-vs-accuracy plot beside it."""
+    t0 = time.perf_counter()
+    ckpts, runs = load_checkpoints(paths, records)
+    res = rank_checkpoints(ckpts)
+    out = Path(out)
+    best_corr = max((v for v in res["validators"] if v != LAST),
+                    key=lambda v: np.mean(list(res["family_spearman"][v].values())))
+    shown = list(dict.fromkeys([best_corr, *res["default"].split("+")]))
+    shown = [v for v in shown if v != LAST] or [best_corr]
+    plot = _scatter(ckpts, shown, out.with_suffix(".png"))
+    cmds = sorted({_run_command(r["run"]) for r in runs})
+    prov = {"command": command or "gradversary validators", "commit": _git(["rev-parse", "--short=12", "HEAD"]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "runs": len(runs), "seeds": sorted({r["seed"] for r in runs}),
+            "wall_time_s": float(sum(r["wall_time_s"] or 0.0 for r in runs)),
+            "commands": cmds, "ranking_time_s": time.perf_counter() - t0,
+            "plot_validators": shown, "best_correlated": best_corr}
+    md = render_markdown(res, prov, plot.name if plot else None)
+    atomic_write_text(out, md)
+    atomic_write_text(out.with_suffix(".json"),
+                      json.dumps({"provenance": prov, "runs": runs, "ranking": res}, indent=1) + "\n")
+    return out
+
+
+def _run_command(run: str) -> str:
+    """How a run was made, from its resolved config: data, method and the run's length."""
+    p = Path(run)
+    cfg_path = p / "config.yaml" if p.is_dir() else None
+    if cfg_path is None or not cfg_path.is_file():
+        return f"record {run}"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    fam, task = task_of(cfg)
+    t = cfg["train"]
+    lam = cfg["method"].get("lambda_schedule")
+    return (f"{task} {cfg['method']['name']}" + (f" lambda {lam}" if lam else "")
+            + f": {t['steps']} steps, eval every {t['eval_every']}, batch {t['batch_size']}")
