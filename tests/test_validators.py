@@ -14,11 +14,23 @@ from gradversary.data import DATask, DomainData, create_task
 from gradversary.engine import Trainer, resolve_config
 from gradversary.errors import ConfigError
 from gradversary.selection.clustering import adjusted_mutual_info, kmeans
-from gradversary.selection.ranking import (average_ranks, candidate_scores, leave_one_task_out,
-                                           rank_mean_scores, regret, weighted_spearman)
-from gradversary.selection.validators import (VALIDATORS, ValidatorInputs, build_inputs,
-                                              cheap_validators, create_validator,
-                                              resolve_validators, score_validators)
+from gradversary.selection.ranking import (
+    average_ranks,
+    candidate_scores,
+    leave_one_task_out,
+    rank_mean_scores,
+    regret,
+    weighted_spearman,
+)
+from gradversary.selection.validators import (
+    VALIDATORS,
+    ValidatorInputs,
+    build_inputs,
+    cheap_validators,
+    create_validator,
+    resolve_validators,
+    score_validators,
+)
 
 L3 = math.log(3.0)  # logits (ln 3, 0) give the softmax (0.75, 0.25)
 
@@ -184,7 +196,10 @@ def test_scores_ignore_target_labels(tmp_path):
     for name, flip in (("true", False), ("scrambled", True)):
         g = torch.Generator().manual_seed(1)
         tt, tg = task.eval["target_test"], task.target
-        perm = (lambda y: y[torch.randperm(len(y), generator=g)]) if flip else (lambda y: y)
+
+        def perm(y, g=g, flip=flip):  # scrambled: permuted, then flipped
+            return 1 - y[torch.randperm(len(y), generator=g)] if flip else y
+
         t2 = DATask(task.source, DomainData(tg.x, perm(tg.y) if tg.y is not None else None), 2,
                     eval={"target_test": DomainData(tt.x, perm(tt.y))})
         out[name] = Trainer(cfg, run_dir=tmp_path / name, task=t2).fit()["history"]
@@ -219,14 +234,11 @@ def test_average_ranks_and_regret():
 
 def test_weighted_spearman_hand():
     # scores 1, 2, 3 (weights (1/3)^2, (2/3)^2, 1 = 1, 4, 9 up to a factor); acc ranks 1, 3, 2.
-    # weighted means: score ranks 36/14, acc ranks 31/14; by hand the weighted covariance is
-    # sum w (r_s - m_s)(r_a - m_a) with w = (1, 4, 9) / 9, and so on:
-    w = np.array([1, 4, 9]) / 9
+    # weighted means: score ranks 36/14, acc ranks 31/14; deviations (-22, -8, 6)/14 and
+    # (-17, 11, -3)/14; with w = (1, 4, 9): cov = 374 - 352 - 162 = -140,
+    # var_s = 484 + 256 + 324 = 1064, var_a = 289 + 484 + 81 = 854 (all / 196)
+    hand = -140 / math.sqrt(1064 * 854)
     rs, ra = np.array([1.0, 2, 3]), np.array([1.0, 3, 2])
-    ms, ma = 36 / 14, 31 / 14
-    cov = (w * (rs - ms) * (ra - ma)).sum()
-    hand = cov / math.sqrt((w * (rs - ms) ** 2).sum() * (w * (ra - ma) ** 2).sum())
-    assert hand == pytest.approx(0.2519763153, abs=1e-9)
     assert weighted_spearman([1, 2, 3], [0.1, 0.3, 0.2]) == pytest.approx(hand)
     assert weighted_spearman([1, 2, 3], [0.1, 0.2, 0.3]) == pytest.approx(1.0)
     assert weighted_spearman([1, 2, 3], [0.3, 0.2, 0.1]) == pytest.approx(-1.0)
@@ -285,6 +297,6 @@ def test_validators_command(tmp_path):
     assert res["ranking"]["default"] == "good"
     assert res["ranking"]["family_regret"]["good"] == {"amazon_raw": 0.0, "moons": 0.0}
     assert res["ranking"]["family_regret"]["bad"]["moons"] == pytest.approx(0.4)
-    assert "gradversary validators" in md and "Default: `good`" in md
+    assert "Written by `gradversary" in md and "Default: `good`" in md
     assert res["provenance"]["seeds"] == [0, 1]
     assert main(["validators", str(tmp_path / "missing"), "--out", str(out)]) == 2
