@@ -202,7 +202,9 @@ def test_scores_ignore_target_labels(tmp_path):
 
         t2 = DATask(task.source, DomainData(tg.x, perm(tg.y) if tg.y is not None else None), 2,
                     eval={"target_test": DomainData(tt.x, perm(tt.y))})
-        out[name] = Trainer(cfg, run_dir=tmp_path / name, task=t2).fit()["history"]
+        summary = Trainer(cfg, run_dir=tmp_path / name, task=t2).fit()
+        out[name] = summary["history"]
+    assert set(summary["eval_cost_s"]) == {"evaluation", "inputs", *cheap_validators()}
     a, b = out["true"], out["scrambled"]
     keys = [k for k in a[-1] if k.startswith("score_")]
     assert len([k for k in keys if not k.endswith(("_se", "_ess"))]) == len(cheap_validators())
@@ -221,8 +223,8 @@ def test_validators_config():
 
 
 def test_score_validators_skips_source_validators_without_source():
-    out = score_validators(["entropy", "dev"], ValidatorInputs(target_logits=torch.zeros(3, 2)))
-    assert "score_entropy" in out and "cost_entropy_s" in out and "score_dev" not in out
+    out, cost = score_validators(["entropy", "dev"], ValidatorInputs(target_logits=torch.zeros(3, 2)))
+    assert "score_entropy" in out and "score_dev" not in out and set(cost) == {"entropy"}
 
 
 # ------------------------------------------------------------------ ranking maths
@@ -275,10 +277,11 @@ def _fake_run(root, name, data, method, seed, accs, scores):
     (d / "config.yaml").write_text(yaml.safe_dump({"data": data, "method": {"name": method},
                                                    "train": {"steps": 3, "eval_every": 1,
                                                              "batch_size": 8}}))
-    hist = [{"step": i + 1, "target_test_acc": a, "eval_time_s": 0.01, "cost_entropy_s": 0.001,
+    hist = [{"step": i + 1, "target_test_acc": a,
              **{f"score_{k}": v[i] for k, v in scores.items()}} for i, a in enumerate(accs)]
     (d / "summary.json").write_text(json.dumps({"method": method, "seed": seed, "steps": 3,
-                                                "wall_time_s": 1.0, "history": hist}))
+                                                "wall_time_s": 1.0, "history": hist,
+                                                "eval_cost_s": {"evaluation": 0.01, "entropy": 0.002}}))
 
 
 def test_validators_command(tmp_path):
@@ -299,4 +302,5 @@ def test_validators_command(tmp_path):
     assert res["ranking"]["family_regret"]["bad"]["moons"] == pytest.approx(0.4)
     assert "Written by `gradversary" in md and "Default: `good`" in md
     assert res["provenance"]["seeds"] == [0, 1]
+    assert res["ranking"]["cost"]["entropy"]["median_ratio"] == pytest.approx(0.2)
     assert main(["validators", str(tmp_path / "missing"), "--out", str(out)]) == 2

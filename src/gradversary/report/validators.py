@@ -51,7 +51,7 @@ class Checkpoint:
     step: int
     acc: float
     scores: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, float] = field(default_factory=dict)  # score_<v>_se / _ess, costs
+    extra: dict[str, float] = field(default_factory=dict)  # score_<v>_se / _ess
 
 
 def task_of(cfg: Mapping[str, Any]) -> tuple[str, str]:
@@ -78,8 +78,7 @@ def _from_summary(summary: Mapping, cfg: Mapping, run: str) -> list[Checkpoint]:
         if not scores:
             continue
         scores[LAST] = float(h["step"])
-        extra = {k: float(v) for k, v in h.items()
-                 if k.endswith(("_se", "_ess")) or k.startswith("cost_") or k == "eval_time_s"}
+        extra = {k: float(v) for k, v in h.items() if k.endswith(("_se", "_ess"))}
         out.append(Checkpoint(fam, task, summary.get("method", cfg["method"]["name"]),
                               int(summary.get("seed", 0)), run, int(h["step"]),
                               float(h["target_test_acc"]), scores, extra))
@@ -117,8 +116,42 @@ def load_checkpoints(paths: Sequence[str | Path], records: str | Path | None = N
         if cs:
             ckpts += cs
             runs.append({"run": run, "seed": summary.get("seed"), "steps": summary.get("steps"),
-                         "wall_time_s": summary.get("wall_time_s", 0.0), "evaluations": len(cs)})
+                         "wall_time_s": summary.get("wall_time_s", 0.0), "evaluations": len(cs),
+                         "family": cs[0].family, "eval_cost_s": _eval_cost(summary)})
     return ckpts, runs
+
+
+def _eval_cost(summary: Mapping) -> dict[str, float]:
+    """Mean seconds per evaluation: the evaluation and each validator (``eval_cost_s`` of the
+    summary; runs of an earlier format kept ``cost_<v>_s`` and ``eval_time_s`` per entry)."""
+    if summary.get("eval_cost_s"):
+        return dict(summary["eval_cost_s"])
+    hist = summary.get("history", [])
+    keys = {k for h in hist for k in h if k.startswith("cost_") or k == "eval_time_s"}
+    out = {}
+    for k in keys:
+        vals = [h[k] for h in hist if k in h]
+        name = "evaluation" if k == "eval_time_s" else k[5:-2]
+        out[name] = float(np.mean(vals))
+    return out
+
+
+def cost_table(runs: Sequence[Mapping]) -> dict[str, dict[str, float]]:
+    """Per validator: mean seconds per evaluation over runs, and the median over runs of its
+    ratio to the evaluation itself; also per task family."""
+    out: dict[str, dict[str, float]] = {}
+    names = sorted({k for r in runs for k in r["eval_cost_s"]} - {"evaluation"})
+    for v in ["evaluation", *names]:
+        rs = [r for r in runs if v in r["eval_cost_s"] and r["eval_cost_s"].get("evaluation")]
+        if not rs:
+            continue
+        ratio = [r["eval_cost_s"][v] / r["eval_cost_s"]["evaluation"] for r in rs]
+        fams = sorted({r["family"] for r in rs})
+        out[v] = {"mean_s": float(np.mean([r["eval_cost_s"][v] for r in rs])),
+                  "median_ratio": float(np.median(ratio)),
+                  **{f"ratio_{f}": float(np.median([x for x, r in zip(ratio, rs) if r["family"] == f]))
+                     for f in fams}}
+    return out
 
 
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
@@ -209,14 +242,6 @@ def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[st
                     rs[key[0]].append(r)
             label = f"{v} {rule}" + (f" ess>={ESS_FLOOR:g}" if floor else "")
             rules[label] = {f: float(np.mean(x)) for f, x in rs.items() if x}
-    # cost per evaluation, relative to the evaluation itself
-    cost = {}
-    for v in [*validators, "inputs"]:
-        ratios = [c.extra[f"cost_{v}_s"] / max(c.extra.get("eval_time_s", 0.0), 1e-9)
-                  for c in ckpts if f"cost_{v}_s" in c.extra]
-        secs = [c.extra[f"cost_{v}_s"] for c in ckpts if f"cost_{v}_s" in c.extra]
-        if secs:
-            cost[v] = {"mean_s": float(np.mean(secs)), "median_ratio": float(np.median(ratios))}
     return {
         "validators": validators, "families": families,
         "cells": ["/".join(c[1:]) for c in cells],
@@ -229,7 +254,7 @@ def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[st
         "default_mean_regret": mean_all[default],
         "runner_up": runner_up, "runner_up_mean_regret": mean_all[runner_up],
         "best_combination": min(sorted(fam_regret), key=mean_all.get),
-        "honest": honest, "rules": rules, "cost": cost,
+        "honest": honest, "rules": rules,
     }
 
 
@@ -329,8 +354,10 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
         "every labelled split). `inputs` is the shared forward pass over the validators' "
         "samples; `dev` includes the domain-classifier fit that `devn` and `iwcv` reuse.",
         "",
-        markdown_table(["validator", "mean s", "median ratio to evaluation"],
-                       [[v, f"{c['mean_s']:.4f}", f"{c['median_ratio']:.2f}"]
+        markdown_table(["part", "mean s", "median ratio to evaluation",
+                        *(f"ratio, {f}" for f in fams)],
+                       [[v, f"{c['mean_s']:.4f}", f"{c['median_ratio']:.2f}",
+                         *(f"{c[f'ratio_{f}']:.2f}" if f"ratio_{f}" in c else "-" for f in fams)]
                         for v, c in res["cost"].items()]),
         "",
     ]
@@ -393,6 +420,7 @@ def write_validators_report(paths: Sequence[str | Path], out: str | Path,
     t0 = time.perf_counter()
     ckpts, runs = load_checkpoints(paths, records)
     res = rank_checkpoints(ckpts)
+    res["cost"] = cost_table(runs)
     out = Path(out)
     best_corr = max((v for v in res["validators"] if v != LAST),
                     key=lambda v: np.mean(list(res["family_spearman"][v].values())))
