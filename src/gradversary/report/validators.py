@@ -25,7 +25,8 @@ import numpy as np
 import yaml
 
 from ..io import atomic_write_text
-from ..selection.ranking import candidate_scores, leave_one_task_out, regret, weighted_spearman
+from ..selection.ranking import (candidate_scores, leave_one_task_out, rank_mean_scores, regret,
+                                 weighted_spearman)
 from ..selection.rules import choose_checkpoint
 from .markdown import markdown_table
 from .plots import have_matplotlib, save_figure
@@ -263,6 +264,15 @@ def _loto_dict(r) -> dict[str, Any]:
             "per_task": {t: {"chosen": c, "regret": x} for t, (c, x) in r.per_task.items()}}
 
 
+def _n_lower(res: Mapping[str, Any]) -> int:
+    return sum(h["default"][0] < h["last"][0] for h in res["honest"])
+
+
+def _worst(res: Mapping[str, Any]) -> str:
+    h = min(res["honest"], key=lambda h: h["default"][0] - h["last"][0])
+    return f"{h['task']} {h['method']}: {h['default'][0] - h['last'][0]:+.3f}"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -300,6 +310,12 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
         f"{_pct(res['runner_up_mean_regret'] - res['default_mean_regret'])}).",
         f"- LOTO regret, single validators: {_pct(res['loto_single']['loto_regret'])} points; "
         f"with rank-mean combinations: {_pct(res['loto_all']['loto_regret'])}.",
+        f"- Target: a mean regret of at most 1.50 points. The default's in-sample mean is "
+        f"{_pct(res['default_mean_regret'])}; its honest (LOTO) estimate "
+        f"{_pct(res['loto_all' if res['default_uses_combination'] else 'loto_single']['loto_regret'])}; "
+        f"`last` is at {_pct(np.mean(list(res['family_regret'][LAST].values())))}.",
+        f"- Default against the last step: lower on {_n_lower(res)} of {len(res['honest'])} "
+        f"task/method tables (worst {_worst(res)}).",
         "",
         markdown_table(["held-out family", "chosen without it (single)", "regret",
                         "chosen without it (with combinations)", "regret"],
@@ -389,13 +405,19 @@ def _scatter(ckpts: Sequence[Checkpoint], names: Sequence[str], path: Path) -> P
         span = a.max() - a.min()
         return (a - a.min()) / span if span > 0 else np.full_like(a, 0.5)
 
+    def cell_scores(cs, name):  # a combination "a+b" scores by its rank mean within the cell
+        parts = name.split("+")
+        if len(parts) == 1:
+            return [c.scores[name] for c in cs]
+        return rank_mean_scores([[c.scores[p] for c in cs] for p in parts])
+
     for ax, name in zip(axes[0], names):
         for i, f in enumerate(fams):
             xs, ys = [], []
             for cs in cells.values():
                 if cs[0].family != f:
                     continue
-                xs += list(norm([c.scores[name] for c in cs]))
+                xs += list(norm(cell_scores(cs, name)))
                 ys += list(norm([c.acc for c in cs]))
             ax.scatter(xs, ys, s=6, alpha=0.5, label=f, color=f"C{i}")
         ax.set_xlabel(f"{name} score (normalised per cell)")
@@ -424,8 +446,7 @@ def write_validators_report(paths: Sequence[str | Path], out: str | Path,
     out = Path(out)
     best_corr = max((v for v in res["validators"] if v != LAST),
                     key=lambda v: np.mean(list(res["family_spearman"][v].values())))
-    shown = list(dict.fromkeys([best_corr, *res["default"].split("+")]))
-    shown = [v for v in shown if v != LAST] or [best_corr]
+    shown = list(dict.fromkeys([best_corr, res["default"]]))
     plot = _scatter(ckpts, shown, out.with_suffix(".png"))
     cmds = sorted({_run_command(r["run"]) for r in runs})
     prov = {"command": command or "gradversary validators", "commit": _git(["rev-parse", "--short=12", "HEAD"]),
