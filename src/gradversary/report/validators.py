@@ -25,8 +25,13 @@ import numpy as np
 import yaml
 
 from ..io import atomic_write_text
-from ..selection.ranking import (candidate_scores, leave_one_task_out, rank_mean_scores, regret,
-                                 weighted_spearman)
+from ..selection.ranking import (
+    candidate_scores,
+    leave_one_task_out,
+    rank_mean_scores,
+    regret,
+    weighted_spearman,
+)
 from ..selection.rules import choose_checkpoint
 from .markdown import markdown_table
 from .plots import have_matplotlib, save_figure
