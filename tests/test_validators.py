@@ -271,10 +271,11 @@ def test_leave_one_task_out_known_answer():
 
 
 # ------------------------------------------------------------------ the command
-def _fake_run(root, name, data, method, seed, accs, scores):
+def _fake_run(root, name, data, method, seed, accs, scores, lam=0.1):
     d = root / name
     d.mkdir(parents=True)
-    (d / "config.yaml").write_text(yaml.safe_dump({"data": data, "method": {"name": method},
+    method_spec = {"name": method, "lambda_schedule": {"name": "constant", "value": lam}}
+    (d / "config.yaml").write_text(yaml.safe_dump({"data": data, "method": method_spec,
                                                    "train": {"steps": 3, "eval_every": 1,
                                                              "batch_size": 8}}))
     hist = [{"step": i + 1, "target_test_acc": a,
@@ -293,13 +294,20 @@ def test_validators_command(tmp_path):
         _fake_run(runs, f"a{seed}", {"name": "amazon", "source": "books", "target": "dvd",
                                      "features": "raw"}, "dann", seed, [0.6, 0.8, 0.7],
                   {"good": [1, 3, 2], "bad": [3, 1, 2]})
+    # a lambda grid: a second setting for moons seed 0, better at its step 1, where "good"
+    # scores highest of all and "bad" lowest
+    _fake_run(runs, "m0_lam1", {"name": "moons"}, "dann", 0, [0.95, 0.6, 0.6],
+              {"good": [5, 0, 0], "bad": [0, 5, 5]}, lam=1.0)
     out = tmp_path / "docs" / "validators.md"
     assert main(["validators", str(runs), "--out", str(out)]) == 0
     md = out.read_text()
     res = json.loads(out.with_suffix(".json").read_text())
     assert res["ranking"]["default"] == "good"
     assert res["ranking"]["family_regret"]["good"] == {"amazon_raw": 0.0, "moons": 0.0}
-    assert res["ranking"]["family_regret"]["bad"]["moons"] == pytest.approx(0.4)
+    # moons: seed 0 regret 0.95 - 0.6 = 0.35 (grid), seed 1 regret 0.4
+    assert res["ranking"]["family_regret"]["bad"]["moons"] == pytest.approx((0.35 + 0.4) / 2)
+    assert res["ranking"]["grid"]["good"] == {"regret": 0.0, "picked": ["name constant, value 1.0"]}
+    assert "lambda grid" in md
     assert "Written by `gradversary" in md and "Default: `good`" in md
     assert res["provenance"]["seeds"] == [0, 1]
     assert res["ranking"]["cost"]["entropy"]["median_ratio"] == pytest.approx(0.2)

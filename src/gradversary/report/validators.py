@@ -58,6 +58,7 @@ class Checkpoint:
     acc: float
     scores: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)  # score_<v>_se / _ess
+    setting: str = ""  # the run's hyper-parameter setting (the lambda schedule)
 
 
 def task_of(cfg: Mapping[str, Any]) -> tuple[str, str]:
@@ -75,6 +76,8 @@ def task_of(cfg: Mapping[str, Any]) -> tuple[str, str]:
 
 def _from_summary(summary: Mapping, cfg: Mapping, run: str) -> list[Checkpoint]:
     fam, task = task_of(cfg)
+    lam = cfg.get("method", {}).get("lambda_schedule") or {}
+    setting = ", ".join(f"{k} {v}" for k, v in lam.items())
     out = []
     for h in summary.get("history", []):
         if "target_test_acc" not in h:
@@ -87,7 +90,7 @@ def _from_summary(summary: Mapping, cfg: Mapping, run: str) -> list[Checkpoint]:
         extra = {k: float(v) for k, v in h.items() if k.endswith(("_se", "_ess"))}
         out.append(Checkpoint(fam, task, summary.get("method", cfg["method"]["name"]),
                               int(summary.get("seed", 0)), run, int(h["step"]),
-                              float(h["target_test_acc"]), scores, extra))
+                              float(h["target_test_acc"]), scores, extra, setting))
     return out
 
 
@@ -248,7 +251,21 @@ def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[st
                     rs[key[0]].append(r)
             label = f"{v} {rule}" + (f" ess>={ESS_FLOOR:g}" if floor else "")
             rules[label] = {f: float(np.mean(x)) for f, x in rs.items() if x}
+    # hyper-parameter grids: groups whose runs differ in their setting (the lambda grid)
+    grid = {}
+    grid_keys = [k for k, g in groups.items() if len({c.setting for c in g}) > 1]
+    for v in [*validators, default]:
+        if not grid_keys:
+            break
+        picks = []
+        for k in grid_keys:
+            g = groups[k]
+            s = candidate_scores({u: [c.scores[u] for c in g] for u in validators}, max_combo)[v] \
+                if "+" in v else np.asarray([c.scores[v] for c in g])
+            picks.append(g[int(np.argmax(np.where(np.isfinite(s), s, -np.inf)))].setting)
+        grid[v] = {"regret": float(np.mean([cand_regret[v][k] for k in grid_keys])), "picked": picks}
     return {
+        "grid": grid, "grid_groups": ["/".join(map(str, k[1:])) for k in grid_keys],
         "validators": validators, "families": families,
         "cells": ["/".join(c[1:]) for c in cells],
         "n_checkpoints": len(ckpts), "n_groups": len(groups),
@@ -365,9 +382,9 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
         f"size floor of {ESS_FLOOR:g} (evaluations whose weights have a smaller ESS are not "
         "candidates; with none left, the last evaluation).",
         "",
-        markdown_table(["criterion and rule", *fams],
-                       [[k, *(_pct(r[f]) if f in r else "-" for f in fams)]
-                        for k, r in res["rules"].items()]),
+        markdown_table(["criterion and rule", *fams, "mean"],
+                       [[k, *(_pct(r[f]) if f in r else "-" for f in fams),
+                         _pct(np.mean(list(r.values())))] for k, r in res["rules"].items()]),
         "",
         "## Cost per evaluation",
         "",
@@ -382,6 +399,14 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
                         for v, c in res["cost"].items()]),
         "",
     ]
+    if res["grid"]:
+        lines += ["## Hyper-parameter grids (the Amazon lambda grid)", "",
+                  "Groups whose runs differ in their setting: the criterion picks a setting and a "
+                  f"checkpoint together ({', '.join(res['grid_groups'])}). Regret in points; the "
+                  "settings picked, one per group.", "",
+                  markdown_table(["criterion", "regret", "settings picked"],
+                                 [[v, _pct(g["regret"]), "; ".join(g["picked"])]
+                                  for v, g in res["grid"].items()]), ""]
     if plot:
         lines += ["## Score against target accuracy", "",
                   f"![score vs target accuracy]({plot})", "",
