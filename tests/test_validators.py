@@ -304,9 +304,12 @@ def test_validators_command(tmp_path):
     res = json.loads(out.with_suffix(".json").read_text())
     assert res["ranking"]["default"] == "good"
     assert res["ranking"]["family_regret"]["good"] == {"amazon_raw": 0.0, "moons": 0.0}
-    # moons: seed 0 regret 0.95 - 0.6 = 0.35 (grid), seed 1 regret 0.4
-    assert res["ranking"]["family_regret"]["bad"]["moons"] == pytest.approx((0.35 + 0.4) / 2)
-    assert res["ranking"]["grid"]["good"] == {"regret": 0.0, "picked": ["name constant, value 1.0"]}
+    # moons: cell lambda 0.1, both seeds regret 0.4; cell lambda 1.0 (seed 0), 0.95 - 0.6
+    assert res["ranking"]["family_regret"]["bad"]["moons"] == pytest.approx((0.4 + 0.35) / 2)
+    grid = res["ranking"]["grid"]["rows"]
+    assert grid["good"] == {"regret": 0.0, "picked": ["lambda 1.0"]}
+    assert grid["bad"]["regret"] == pytest.approx(0.95 - 0.6)  # lambda 1.0, step 2
+    assert grid["fixed lambda 0.1, last step"]["regret"] == pytest.approx(0.95 - 0.7)
     assert "lambda grid" in md
     assert "Written by `gradversary" in md and "Default: `good`" in md
     assert res["provenance"]["seeds"] == [0, 1]

@@ -74,10 +74,19 @@ def task_of(cfg: Mapping[str, Any]) -> tuple[str, str]:
     return fam, f"{fam}:{pair}"
 
 
+def _setting(cfg: Mapping[str, Any]) -> str:
+    """A run's hyper-parameter setting as a short label: its lambda schedule."""
+    lam = cfg.get("method", {}).get("lambda_schedule") or {}
+    if not lam:
+        return ""
+    if lam.get("name") == "constant":
+        return f"lambda {lam.get('value')}"
+    return f"lambda {lam.get('name')}"
+
+
 def _from_summary(summary: Mapping, cfg: Mapping, run: str) -> list[Checkpoint]:
     fam, task = task_of(cfg)
-    lam = cfg.get("method", {}).get("lambda_schedule") or {}
-    setting = ", ".join(f"{k} {v}" for k, v in lam.items())
+    setting = _setting(cfg)
     out = []
     for h in summary.get("history", []):
         if "target_test_acc" not in h:
@@ -181,93 +190,130 @@ def _rule_regret(group: list[Checkpoint], name: str, rule: str, min_ess: float) 
     return max(c.acc for c in group) - group[pick].acc
 
 
-def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[str, Any]:
-    """The ranking, as a JSON-ready dict (see the module docstring)."""
-    if not ckpts:
-        raise ValueError("no scored evaluations found: were the runs trained with "
-                         "selection.validators set (the default all_cheap)?")
-    validators = sorted(set.intersection(*(set(c.scores) for c in ckpts)))
+def _group(ckpts: Sequence[Checkpoint], key) -> dict[tuple, list[Checkpoint]]:
     groups: dict[tuple, list[Checkpoint]] = defaultdict(list)
     for c in ckpts:
-        groups[(c.family, c.task, c.method, c.seed)].append(c)
+        groups[key(c)].append(c)
     for g in groups.values():
         g.sort(key=lambda c: (c.run, c.step))
-    # regret of every candidate (validators and their rank means) in every group
-    cand_regret: dict[str, dict[tuple, float]] = defaultdict(dict)
-    picked: dict[str, dict[tuple, float]] = defaultdict(dict)
+    return dict(groups)
+
+
+def _pick(g: list[Checkpoint], name: str, validators: Sequence[str], max_combo: int) -> int:
+    """Index of the checkpoint that criterion ``name`` (a validator or a rank mean ``a+b``)
+    picks in group ``g``."""
+    if "+" in name:
+        s = candidate_scores({u: [c.scores[u] for c in g] for u in validators}, max_combo)[name]
+    else:
+        s = np.asarray([c.scores[name] for c in g], dtype=float)
+    return int(np.argmax(np.where(np.isfinite(s), s, -np.inf)))
+
+
+def _cell_label(cell: tuple) -> str:
+    fam, task, method, setting = cell
+    return f"{task}/{method}" + (f" ({setting})" if setting else "")
+
+
+def _regrets(groups: Mapping[tuple, list[Checkpoint]], validators: Sequence[str], max_combo: int
+             ) -> dict[str, dict[tuple, float]]:
+    """Regret of every candidate (validators and their rank means) in every group."""
+    out: dict[str, dict[tuple, float]] = defaultdict(dict)
     for key, g in groups.items():
         acc = [c.acc for c in g]
-        cands = candidate_scores({v: [c.scores[v] for c in g] for v in validators}, max_combo)
-        for name, s in cands.items():
-            r = regret(s, acc)
-            cand_regret[name][key] = r
-            picked[name][key] = max(acc) - r
-    cells = sorted({k[:3] for k in groups})
+        for name, s in candidate_scores({v: [c.scores[v] for c in g] for v in validators},
+                                        max_combo).items():
+            out[name][key] = regret(s, acc)
+    return dict(out)
 
-    def cell_mean(name: str, cell: tuple) -> float:
-        return float(np.mean([r for k, r in cand_regret[name].items() if k[:3] == cell]))
 
-    families = sorted({c[0] for c in cells})
-    fam_regret = {n: {f: float(np.mean([cell_mean(n, c) for c in cells if c[0] == f]))
-                      for f in families} for n in cand_regret}
-    # weighted Spearman per (task, method) cell, pooled over seeds and runs
-    spearman: dict[str, dict[str, float]] = {}
-    for v in validators:
-        spearman[v] = {}
-        for cell in cells:
-            cs = [c for c in ckpts if (c.family, c.task, c.method) == cell]
-            spearman[v]["/".join(cell[1:])] = weighted_spearman([c.scores[v] for c in cs],
-                                                                [c.acc for c in cs])
-    fam_spearman = {v: {f: float(np.mean([spearman[v]["/".join(c[1:])] for c in cells if c[0] == f]))
-                        for f in families} for v in validators}
-    singles = validators
-    loto_single = leave_one_task_out(fam_regret, singles)
-    loto_all = leave_one_task_out(fam_regret, sorted(fam_regret))
-    use_combo = loto_all.loto_regret < loto_single.loto_regret
-    default = (loto_all if use_combo else loto_single).chosen
-    mean_all = {n: float(np.mean(list(fam_regret[n].values()))) for n in fam_regret}
-    pool = sorted(fam_regret) if use_combo else singles
-    runner_up = min((n for n in pool if n != default), key=mean_all.get)
-    # honest figure per cell: the default's pick, the last step, the oracle (mean +- std)
-    honest = []
+def _by_family(values: Mapping[tuple, float], cells: Sequence[tuple]) -> dict[str, float]:
+    """Mean over each family's cells of the mean over the cell's groups (keys: cell + seed)."""
+    cell_mean = {c: float(np.mean([v for k, v in values.items() if k[:4] == c])) for c in cells}
+    fams = sorted({c[0] for c in cells})
+    return {f: float(np.mean([cell_mean[c] for c in cells if c[0] == f])) for f in fams}
+
+
+def _honest(groups, cells, default, validators, max_combo) -> list[dict]:
+    """Per cell: the default's pick, the last step and the oracle, mean +- std over seeds."""
+    rows = []
     for cell in cells:
-        keys = [k for k in groups if k[:3] == cell]
-        last = [[c.acc for c in groups[k] if c.step == max(x.step for x in groups[k])][-1]
-                for k in keys]
-        honest.append({"family": cell[0], "task": cell[1], "method": cell[2], "seeds": len(keys),
-                       "default": _mean_std([picked[default][k] for k in keys]),
-                       "last": _mean_std(last),
-                       "oracle": _mean_std([max(c.acc for c in groups[k]) for k in keys])})
-    # rules with a standard error and an ESS floor
-    rules = {}
+        gs = [g for k, g in groups.items() if k[:4] == cell]
+        pick = [g[_pick(g, default, validators, max_combo)].acc for g in gs]
+        last = [max(g, key=lambda c: c.step).acc for g in gs]
+        rows.append({"family": cell[0], "task": cell[1],
+                     "method": cell[2] + (f" ({cell[3]})" if cell[3] else ""),
+                     "seeds": len(gs), "default": _mean_std(pick), "last": _mean_std(last),
+                     "oracle": _mean_std([max(c.acc for c in g) for g in gs])})
+    return rows
+
+
+def _rules(groups, validators) -> dict[str, dict[str, float]]:
+    """Regret of ``selection.rule`` min / one_se, with and without the ESS floor."""
+    out = {}
     for v in ("dev", "devn", "iwcv", "source_val"):
         if v not in validators:
             continue
         for rule, floor in (("min", 0.0), ("one_se", 0.0), ("min", ESS_FLOOR), ("one_se", ESS_FLOOR)):
-            rs = {f: [] for f in families}
+            rs: dict[str, list[float]] = defaultdict(list)
             for key, g in groups.items():
                 r = _rule_regret(g, v, rule, floor)
                 if r is not None:
                     rs[key[0]].append(r)
-            label = f"{v} {rule}" + (f" ess>={ESS_FLOOR:g}" if floor else "")
-            rules[label] = {f: float(np.mean(x)) for f, x in rs.items() if x}
-    # hyper-parameter grids: groups whose runs differ in their setting (the lambda grid)
-    grid = {}
-    grid_keys = [k for k, g in groups.items() if len({c.setting for c in g}) > 1]
-    for v in [*validators, default]:
-        if not grid_keys:
-            break
-        picks = []
-        for k in grid_keys:
-            g = groups[k]
-            s = candidate_scores({u: [c.scores[u] for c in g] for u in validators}, max_combo)[v] \
-                if "+" in v else np.asarray([c.scores[v] for c in g])
-            picks.append(g[int(np.argmax(np.where(np.isfinite(s), s, -np.inf)))].setting)
-        grid[v] = {"regret": float(np.mean([cand_regret[v][k] for k in grid_keys])), "picked": picks}
+            out[f"{v} {rule}" + (f" ess>={ESS_FLOOR:g}" if floor else "")] = \
+                {f: float(np.mean(x)) for f, x in sorted(rs.items())}
+    return out
+
+
+def _grid(ckpts, names, validators, max_combo) -> dict[str, Any]:
+    """Hyper-parameter grids: a task/method/seed whose runs differ in their setting; each
+    criterion picks a setting and a checkpoint together. Reference rows: each setting's last
+    step."""
+    groups = {k: g for k, g in _group(ckpts, lambda c: (c.family, c.task, c.method, c.seed)).items()
+              if len({c.setting for c in g}) > 1}
+    if not groups:
+        return {}
+    rows = {}
+    for v in names:
+        picks = [g[_pick(g, v, validators, max_combo)] for g in groups.values()]
+        rows[v] = {"regret": float(np.mean([max(c.acc for c in g) - p.acc
+                                            for g, p in zip(groups.values(), picks)])),
+                   "picked": [p.setting for p in picks]}
+    for setting in sorted({c.setting for g in groups.values() for c in g}):
+        reg = [max(c.acc for c in g) - max((c for c in g if c.setting == setting),
+                                           key=lambda c: c.step).acc
+               for g in groups.values() if any(c.setting == setting for c in g)]
+        rows[f"fixed {setting}, last step"] = {"regret": float(np.mean(reg)), "picked": []}
+    return {"groups": ["/".join(map(str, k[1:])) for k in groups], "rows": rows}
+
+
+def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[str, Any]:
+    """The ranking, as a JSON-ready dict (see the module docstring). A selection group is
+    one task, method, setting and seed; a cell the same without the seed."""
+    if not ckpts:
+        raise ValueError("no scored evaluations found: were the runs trained with "
+                         "selection.validators set (the default all_cheap)?")
+    validators = sorted(set.intersection(*(set(c.scores) for c in ckpts)))
+    groups = _group(ckpts, lambda c: (c.family, c.task, c.method, c.setting, c.seed))
+    cells = sorted({k[:4] for k in groups})
+    families = sorted({c[0] for c in cells})
+    cand = _regrets(groups, validators, max_combo)
+    fam_regret = {n: _by_family(r, cells) for n, r in cand.items()}
+    spearman = {v: {_cell_label(cell): weighted_spearman(
+        [c.scores[v] for k, g in groups.items() if k[:4] == cell for c in g],
+        [c.acc for k, g in groups.items() if k[:4] == cell for c in g]) for cell in cells}
+        for v in validators}
+    fam_spearman = {v: {f: float(np.mean([spearman[v][_cell_label(c)] for c in cells if c[0] == f]))
+                        for f in families} for v in validators}
+    loto_single = leave_one_task_out(fam_regret, validators)
+    loto_all = leave_one_task_out(fam_regret, sorted(fam_regret))
+    use_combo = loto_all.loto_regret < loto_single.loto_regret
+    default = (loto_all if use_combo else loto_single).chosen
+    mean_all = {n: float(np.mean(list(fam_regret[n].values()))) for n in fam_regret}
+    pool = sorted(fam_regret) if use_combo else validators
+    runner_up = min((n for n in pool if n != default), key=mean_all.get)
     return {
-        "grid": grid, "grid_groups": ["/".join(map(str, k[1:])) for k in grid_keys],
         "validators": validators, "families": families,
-        "cells": ["/".join(c[1:]) for c in cells],
+        "cells": [_cell_label(c) for c in cells],
         "n_checkpoints": len(ckpts), "n_groups": len(groups),
         "family_regret": {n: fam_regret[n] for n in validators},
         "family_spearman": fam_spearman, "spearman": spearman,
@@ -277,7 +323,9 @@ def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[st
         "default_mean_regret": mean_all[default],
         "runner_up": runner_up, "runner_up_mean_regret": mean_all[runner_up],
         "best_combination": min(sorted(fam_regret), key=mean_all.get),
-        "honest": honest, "rules": rules,
+        "honest": _honest(groups, cells, default, validators, max_combo),
+        "rules": _rules(groups, validators),
+        "grid": _grid(ckpts, list(dict.fromkeys([*validators, default])), validators, max_combo),
     }
 
 
@@ -314,9 +362,8 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
         "Regret = oracle accuracy (the best evaluation in the group, **chosen on target labels**) "
         "minus the accuracy of the evaluation the validator picks, in points; mean over the "
         "task/method cells of each family, each cell the mean over seeds. `last` scores the step "
-        "(the schedule's end point). A group is one task, one method and one seed, over every "
-        "evaluation of every run of that cell (the Amazon lambda grid's runs join their cell's "
-        "group, so the regret there covers the lambda choice too).",
+        "(the schedule's end point). A selection group is one task, method, setting (lambda "
+        "schedule) and seed, over all its evaluations; a cell is the same over seeds.",
         "",
         "## The default criterion and the rule that picks it",
         "",
@@ -401,12 +448,14 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
     ]
     if res["grid"]:
         lines += ["## Hyper-parameter grids (the Amazon lambda grid)", "",
-                  "Groups whose runs differ in their setting: the criterion picks a setting and a "
-                  f"checkpoint together ({', '.join(res['grid_groups'])}). Regret in points; the "
-                  "settings picked, one per group.", "",
+                  "A task, method and seed whose runs differ in their setting: the criterion picks "
+                  f"a setting and a checkpoint together ({', '.join(res['grid']['groups'])}). "
+                  "Regret in points against the best evaluation over the whole grid; the settings "
+                  "picked, one per seed. Reverse validation (the DANN paper's choice of lambda) "
+                  "retrains per setting and is not scored here.", "",
                   markdown_table(["criterion", "regret", "settings picked"],
                                  [[v, _pct(g["regret"]), "; ".join(g["picked"])]
-                                  for v, g in res["grid"].items()]), ""]
+                                  for v, g in res["grid"]["rows"].items()]), ""]
     if plot:
         lines += ["## Score against target accuracy", "",
                   f"![score vs target accuracy]({plot})", "",
@@ -502,5 +551,5 @@ def _run_command(run: str) -> str:
     fam, task = task_of(cfg)
     t = cfg["train"]
     lam = cfg["method"].get("lambda_schedule")
-    return (f"{task} {cfg['method']['name']}" + (f" lambda {lam}" if lam else "")
+    return (f"{task} {cfg['method']['name']}" + (f", lambda schedule {lam}" if lam else "")
             + f": {t['steps']} steps, eval every {t['eval_every']}, batch {t['batch_size']}")
