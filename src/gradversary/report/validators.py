@@ -343,6 +343,21 @@ def _worst(res: Mapping[str, Any]) -> str:
     return f"{h['task']} {h['method']}: {h['default'][0] - h['last'][0]:+.3f}"
 
 
+def _rules_verdict(rules: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """One line per criterion: does one_se, does the ESS floor, lower the mean regret?"""
+    out = []
+    for v in dict.fromkeys(k.split()[0] for k in rules):
+        m = {k[len(v) + 1:]: float(np.mean(list(r.values()))) for k, r in rules.items()
+             if k.split()[0] == v and r}
+        base = m.get("min")
+        if base is None:
+            continue
+        parts = [f"{alt} {'helps' if m[alt] < base else 'does not help'} "
+                 f"({_pct(base)} -> {_pct(m[alt])})" for alt in m if alt != "min"]
+        out.append(f"- `{v}`: " + "; ".join(parts) + ".")
+    return out
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -356,7 +371,7 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
         f"Written by `{prov['command']}` at commit `{prov['commit']}` on {prov['date']}.",
         f"{prov['runs']} runs (seeds {', '.join(map(str, prov['seeds']))}), "
         f"{res['n_checkpoints']} scored evaluations in {res['n_groups']} selection groups "
-        f"(task x method x seed); training wall time {prov['wall_time_s'] / 60:.1f} min in all.",
+        f"(task x method x setting x seed); training wall time {prov['wall_time_s'] / 60:.1f} min in all.",
         "",
         "Target accuracy is read here only to judge the validators: every score is label-free. "
         "Regret = oracle accuracy (the best evaluation in the group, **chosen on target labels**) "
@@ -432,6 +447,8 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
         markdown_table(["criterion and rule", *fams, "mean"],
                        [[k, *(_pct(r[f]) if f in r else "-" for f in fams),
                          _pct(np.mean(list(r.values())))] for k, r in res["rules"].items()]),
+        "",
+        *_rules_verdict(res["rules"]),
         "",
         "## Cost per evaluation",
         "",
