@@ -315,3 +315,9 @@ def test_validators_command(tmp_path):
     assert res["provenance"]["seeds"] == [0, 1]
     assert res["ranking"]["cost"]["entropy"]["median_ratio"] == pytest.approx(0.2)
     assert main(["validators", str(tmp_path / "missing"), "--out", str(out)]) == 2
+
+
+def test_list_shows_the_validators(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in VALIDATORS.names())

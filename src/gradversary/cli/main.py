@@ -160,9 +160,11 @@ def _cmd_list(args) -> int:
     from ..methods import METHODS
     from ..models import MODELS
     from ..schedules import SCHEDULES
+    from ..selection.validators import VALIDATORS
 
     for title, reg in [("methods", METHODS), ("models", MODELS), ("datasets", DATASETS),
-                       ("schedules", SCHEDULES), ("attacks", ATTACKS), ("recipes", RECIPES)]:
+                       ("schedules", SCHEDULES), ("attacks", ATTACKS), ("recipes", RECIPES),
+                       ("validators", VALIDATORS)]:
         print(f"{title}:")
         for e in reg.entries():
             print(f"  {e.name:<16} {e.summary}")

@@ -2,8 +2,16 @@
 
 from .criteria import CRITERIA, checkpoint_risk
 from .pad import PADResult, proxy_a_distance
+from .ranking import leave_one_task_out, regret, weighted_spearman
 from .reverse import ReverseValidation, reverse_validation, split_task
 from .rules import RULES, choose_checkpoint
+from .validators import (
+    VALIDATORS,
+    ValidatorInputs,
+    ValidatorScore,
+    create_validator,
+    score_validators,
+)
 from .weighting import WeightedRisk, dev_risk, importance_weights, iwcv_risk
 
 __all__ = [
@@ -11,4 +19,6 @@ __all__ = [
     "RULES", "choose_checkpoint",
     "PADResult", "proxy_a_distance", "ReverseValidation", "reverse_validation", "split_task",
     "WeightedRisk", "dev_risk", "importance_weights", "iwcv_risk",
+    "VALIDATORS", "ValidatorInputs", "ValidatorScore", "create_validator", "score_validators",
+    "leave_one_task_out", "regret", "weighted_spearman",
 ]

@@ -156,7 +156,7 @@ def _entropy_rows(p: Tensor) -> Tensor:
 
 @register_validator("source_val")
 class SourceVal(Validator):
-    """Accuracy on held-out labelled source (the baseline of Musgrave et al., 2022).
+    """Accuracy on held-out labelled source (Musgrave et al.'s strong baseline).
 
     score = (1/M) sum_i [argmax f(x_i^s) = y_i^s]; higher is better.
     Inputs: source_val_logits, source_val_y. se = sqrt(a (1 - a) / M).
@@ -172,8 +172,10 @@ class SourceVal(Validator):
 
 @register_validator("entropy")
 class Entropy(Validator):
-    """Negative mean prediction entropy on the target (Morerio, Cavazza & Murino, "Minimal-
-    Entropy Correlation Alignment for Unsupervised Deep Domain Adaptation", ICLR 2018).
+    """Negative mean prediction entropy on the target: confident is better.
+
+    Morerio, Cavazza & Murino, "Minimal-Entropy Correlation Alignment for Unsupervised Deep
+    Domain Adaptation", ICLR 2018.
 
     score = -(1/N) sum_i H(p_i), p_i = softmax(f(x_i^t)); higher (more confident) is better.
     Inputs: target_logits.
@@ -186,8 +188,10 @@ class Entropy(Validator):
 
 @register_validator("im")
 class InfoMax(Validator):
-    """Information maximisation: diversity minus entropy (Gomes, Krause & Perona, NeurIPS
-    2010; Shi & Sha, ICML 2012; a validator in Musgrave et al., 2022).
+    """Information maximisation: diversity of the mean prediction minus mean entropy.
+
+    Gomes, Krause & Perona, NeurIPS 2010; Shi & Sha, ICML 2012; a validator in Musgrave et
+    al., arXiv:2208.07360.
 
     score = H((1/N) sum_i p_i) - (1/N) sum_i H(p_i); higher is better, at most ln K.
     Inputs: target_logits.
@@ -200,9 +204,11 @@ class InfoMax(Validator):
 
 @register_validator("bnm")
 class BNM(Validator):
-    """Batch nuclear norm of the target softmax matrix (Cui et al., "Towards Discriminability
-    and Diversity: Batch Nuclear-norm Maximization under Label Insufficient Situations", CVPR
-    2020; the BNM validator of Musgrave et al., arXiv:2208.07360).
+    """BNM: nuclear norm of the target softmax matrix (confident and diverse).
+
+    Cui et al., "Towards Discriminability and Diversity: Batch Nuclear-norm Maximization under
+    Label Insufficient Situations", CVPR 2020; the BNM validator of Musgrave et al.,
+    arXiv:2208.07360.
 
     score = ||P||_* / N, P = softmax(f(X^t)) of shape (N, K); higher is better.
     Inputs: target_logits.
@@ -215,8 +221,10 @@ class BNM(Validator):
 
 @register_validator("snd")
 class SND(Validator):
-    """Soft neighbourhood density (Saito et al., "Tune it the Right Way: Unsupervised
-    Validation of Domain Adaptation via Soft Neighborhood Density", ICCV 2021).
+    """SND: soft neighbourhood density of the target predictions.
+
+    Saito et al., "Tune it the Right Way: Unsupervised Validation of Domain Adaptation via
+    Soft Neighborhood Density", ICCV 2021.
 
     With q_i = p_i / ||p_i|| (L2-normalised target softmax) and s_ij = q_i . q_j (i != j),
     r_ij = softmax_j(s_ij / tau), score = (1/N) sum_i H(r_i), tau = 0.05; higher is better.
@@ -234,8 +242,10 @@ class SND(Validator):
 
 @register_validator("class_ami")
 class ClassAMI(Validator):
-    """Agreement of target k-means clusters with the predicted classes (the ClassAMI
-    validator of Musgrave, Belongie & Lim, arXiv:2208.07360).
+    """ClassAMI: agreement of target k-means clusters with the predicted classes.
+
+    Musgrave, Belongie & Lim, "Three New Validators and a Large-Scale Benchmark Ranking for
+    Unsupervised Domain Adaptation", arXiv:2208.07360.
 
     c = k-means(normalize(features(X^t)), K clusters), yhat = argmax f(X^t);
     score = AMI(c, yhat) (adjusted mutual information); higher is better.
@@ -255,7 +265,9 @@ class ClassAMI(Validator):
 
 @register_validator("dev")
 class DEV(Validator):
-    """Deep Embedded Validation (You et al., ICML 2019), negated: score = -R_DEV, with
+    """DEV: Deep Embedded Validation risk, negated (importance weights, control variate).
+
+    You et al., ICML 2019. score = -R_DEV, with
     R_DEV = mean(w l) + eta mean(w) - eta, eta = -Cov(w l, w) / Var(w), w the density ratio
     from a logistic domain classifier on features (mean-normalised).
     Inputs: source_val_logits/_y/_features, source_fit_features, target_features.
@@ -273,8 +285,10 @@ class DEV(Validator):
 
 @register_validator("devn")
 class DEVN(DEV):
-    """DEV with max-normalised weights (DEVN, Musgrave et al., arXiv:2208.07360):
-    w'_i = w_i / max_j w_j, then score = -R_DEV(l, w'). Same inputs as ``dev``.
+    """DEVN: DEV with max-normalised importance weights, negated.
+
+    Musgrave et al., arXiv:2208.07360: w'_i = w_i / max_j w_j, then score = -R_DEV(l, w').
+    Same inputs as ``dev``.
     """
 
     def weights(self, inp: ValidatorInputs) -> Tensor:
@@ -284,8 +298,10 @@ class DEVN(DEV):
 
 @register_validator("iwcv")
 class IWCV(Validator):
-    """Importance-weighted cross-validation (Sugiyama, Krauledat & Mueller, JMLR 2007),
-    negated: score = -(1/M) sum_i w_i l_i. Same inputs and weights as ``dev``.
+    """IWCV: importance-weighted source validation loss, negated.
+
+    Sugiyama, Krauledat & Mueller, JMLR 2007: score = -(1/M) sum_i w_i l_i. Same inputs and
+    weights as ``dev``.
     """
 
     needs_source = True
@@ -297,8 +313,10 @@ class IWCV(Validator):
 
 @register_validator("mixval")
 class MixVal(Validator):
-    """Target-only mixup consistency (Hu et al., "Mixed Samples as Probes for Unsupervised
-    Model Selection in Domain Adaptation", NeurIPS 2023).
+    """MixVal: does the model keep the dominant pseudo-label of mixed target inputs?
+
+    Hu et al., "Mixed Samples as Probes for Unsupervised Model Selection in Domain
+    Adaptation", NeurIPS 2023.
 
     Pair each target input with a random partner, x~ = lam x_i + (1 - lam) x_j (lam = 0.55),
     and ask the model to keep the dominant input's pseudo-label yhat_i. ICE_intra is that
@@ -328,8 +346,9 @@ class MixVal(Validator):
 
 @register_validator("reverse")
 class Reverse(Validator):
-    """Reverse validation (Ganin et al., JMLR 2016, section 5.1.2; Zhong et al., ECML 2010):
-    the accuracy on held-out source of a model trained back from the target's pseudo-labels.
+    """Reverse validation: source accuracy of a model trained back from target pseudo-labels.
+
+    Ganin et al., JMLR 2016, section 5.1.2; Zhong et al., ECML 2010.
     Higher is better. It trains two models per score, so it is not scored at evaluations:
     it validates finished hyper-parameter settings through
     :func:`gradversary.selection.reverse_validation` (``gradversary bench dann`` uses it
