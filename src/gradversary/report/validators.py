@@ -482,7 +482,8 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
     return "\n".join(lines)
 
 
-def _scatter(ckpts: Sequence[Checkpoint], names: Sequence[str], path: Path) -> Path | None:
+def _scatter(ckpts: Sequence[Checkpoint], names: Sequence[str], titles: Sequence[str],
+             path: Path) -> Path | None:
     if not have_matplotlib():
         return None
     import matplotlib
@@ -507,7 +508,7 @@ def _scatter(ckpts: Sequence[Checkpoint], names: Sequence[str], path: Path) -> P
             return [c.scores[name] for c in cs]
         return rank_mean_scores([[c.scores[p] for c in cs] for p in parts])
 
-    for ax, name in zip(axes[0], names):
+    for ax, name, title in zip(axes[0], names, titles):
         for i, f in enumerate(fams):
             xs, ys = [], []
             for cs in cells.values():
@@ -518,7 +519,7 @@ def _scatter(ckpts: Sequence[Checkpoint], names: Sequence[str], path: Path) -> P
             ax.scatter(xs, ys, s=6, alpha=0.5, label=f, color=f"C{i}")
         ax.set_xlabel(f"{name} score (normalised per cell)")
         ax.set_ylabel("target accuracy (normalised per cell)")
-        ax.set_title(name)
+        ax.set_title(title, fontsize=9)
     axes[0][0].legend(fontsize=7, markerscale=2)
     return save_figure(fig, path)
 
@@ -543,7 +544,10 @@ def write_validators_report(paths: Sequence[str | Path], out: str | Path,
     best_corr = max((v for v in res["validators"] if v != LAST),
                     key=lambda v: np.mean(list(res["family_spearman"][v].values())))
     shown = list(dict.fromkeys([best_corr, res["default"]]))
-    plot = _scatter(ckpts, shown, out.with_suffix(".png"))
+    titles = [f"{v} ({'best mean weighted Spearman' if v == best_corr else ''}"
+              f"{', ' if v == best_corr == res['default'] else ''}"
+              f"{'the default' if v == res['default'] else ''})" for v in shown]
+    plot = _scatter(ckpts, shown, titles, out.with_suffix(".png"))
     cmds = sorted({_run_command(r["run"]) for r in runs})
     prov = {"command": command or "gradversary validators", "commit": _git(["rev-parse", "--short=12", "HEAD"]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
