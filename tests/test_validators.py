@@ -299,7 +299,7 @@ def test_validators_command(tmp_path):
     _fake_run(runs, "m0_lam1", {"name": "moons"}, "dann", 0, [0.95, 0.6, 0.6],
               {"good": [5, 0, 0], "bad": [0, 5, 5]}, lam=1.0)
     out = tmp_path / "docs" / "validators.md"
-    assert main(["validators", str(runs), "--out", str(out)]) == 0
+    assert main(["validators", str(runs), "--out", str(out), "--note", "made by hand"]) == 0
     md = out.read_text()
     res = json.loads(out.with_suffix(".json").read_text())
     assert res["ranking"]["default"] == "good"
@@ -310,7 +310,7 @@ def test_validators_command(tmp_path):
     assert grid["good"] == {"regret": 0.0, "picked": ["lambda 1.0"]}
     assert grid["bad"]["regret"] == pytest.approx(0.95 - 0.6)  # lambda 1.0, step 2
     assert grid["fixed lambda 0.1, last step"]["regret"] == pytest.approx(0.95 - 0.7)
-    assert "lambda grid" in md
+    assert "lambda grid" in md and "made by hand" in md
     assert "Written by `gradversary" in md and "Default: `good`" in md
     assert res["provenance"]["seeds"] == [0, 1]
     assert res["ranking"]["cost"]["entropy"]["median_ratio"] == pytest.approx(0.2)

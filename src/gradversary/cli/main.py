@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", default=None, help="a folder of bench run records (JSON)")
     p.add_argument("--out", default="docs/results/validators.md",
                    help="the Markdown report (a .json and a .png are written beside it)")
+    p.add_argument("--note", default="", help="how the runs were made, quoted in the report")
 
     sub.add_parser("list", help="list registered methods, models, datasets, schedules and recipes")
     return parser
@@ -371,7 +372,8 @@ def _cmd_validators(args) -> int:
     from ..report.validators import write_validators_report
 
     try:
-        path = write_validators_report(args.run_dirs, args.out, args.records, _command_line())
+        path = write_validators_report(args.run_dirs, args.out, args.records, _command_line(),
+                                       note=args.note)
     except (FileNotFoundError, ValueError) as e:
         print(f"gradversary: error: {e}", file=sys.stderr)
         return 2

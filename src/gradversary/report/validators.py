@@ -478,7 +478,8 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
                   f"![score vs target accuracy]({plot})", "",
                   "Each point is one evaluation; scores and accuracies are min-max normalised "
                   "within their task/method cell so that cells share one axis.", ""]
-    lines += ["## Runs", "", *(f"- {r}" for r in prov["commands"]), ""]
+    lines += ["## Runs", "", *([prov["note"], ""] if prov.get("note") else []),
+              *(f"- {r}" for r in prov["commands"]), ""]
     return "\n".join(lines)
 
 
@@ -533,7 +534,8 @@ def _git(cmd: list[str]) -> str:
 
 
 def write_validators_report(paths: Sequence[str | Path], out: str | Path,
-                            records: str | Path | None = None, command: str = "") -> Path:
+                            records: str | Path | None = None, command: str = "",
+                            note: str = "") -> Path:
     """Rank the validators on the runs under ``paths`` (and ``records``); write ``out``
     (Markdown), its JSON twin and the score-vs-accuracy plot beside it."""
     t0 = time.perf_counter()
@@ -554,7 +556,7 @@ def write_validators_report(paths: Sequence[str | Path], out: str | Path,
             "runs": len(runs), "seeds": sorted({r["seed"] for r in runs}),
             "wall_time_s": float(sum(r["wall_time_s"] or 0.0 for r in runs)),
             "commands": cmds, "ranking_time_s": time.perf_counter() - t0,
-            "plot_validators": shown, "best_correlated": best_corr}
+            "plot_validators": shown, "best_correlated": best_corr, "note": note}
     md = render_markdown(res, prov, plot.name if plot else None)
     atomic_write_text(out, md)
     atomic_write_text(out.with_suffix(".json"),
