@@ -363,6 +363,12 @@ def _rules_verdict(rules: Mapping[str, Mapping[str, float]]) -> list[str]:
     return out
 
 
+def _short_command(prov: Mapping[str, Any]) -> str:
+    """The command, its ``--note`` text (quoted under Runs) elided."""
+    cmd = prov["command"]
+    return cmd.replace(prov["note"], '"..."') if prov.get("note") else cmd
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -373,7 +379,7 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
     lines = [
         "# Label-free validators ranked on our own runs",
         "",
-        f"Written by `{prov['command']}` at commit `{prov['commit']}` on {prov['date']}.",
+        f"Written by `{_short_command(prov)}` at commit `{prov['commit']}` on {prov['date']}.",
         f"{prov['runs']} runs (seeds {', '.join(map(str, prov['seeds']))}), "
         f"{res['n_checkpoints']} scored evaluations in {res['n_groups']} selection groups "
         f"(task x method x setting x seed); training wall time {prov['wall_time_s'] / 60:.1f} min in all.",
