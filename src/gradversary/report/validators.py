@@ -357,7 +357,7 @@ def _rules_verdict(rules: Mapping[str, Mapping[str, float]]) -> list[str]:
         base = m.get("min")
         if base is None:
             continue
-        parts = [f"{alt} {'helps' if m[alt] < base else 'does not help'} "
+        parts = [f"{alt} {'helps' if round(100 * m[alt], 2) < round(100 * base, 2) else 'does not help'} "
                  f"({_pct(base)} -> {_pct(m[alt])})" for alt in m if alt != "min"]
         out.append(f"- `{v}`: " + "; ".join(parts) + ".")
     return out
