@@ -10,7 +10,7 @@ from pathlib import Path
 from ..io import atomic_write_text, read_metrics
 from .plots import curves_plot, decision_boundary_plot
 
-__all__ = ["write_run_report", "mean_std", "fmt_mean_std", "markdown_table"]
+__all__ = ["write_run_report", "mean_std", "fmt_mean_std", "markdown_table", "lookup"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -22,6 +22,16 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def fmt_mean_std(values: Sequence[float], digits: int = 3) -> str:
     m, s = mean_std(values)
     return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def lookup(summary: dict, path: str):
+    """``summary["a"]["b"]...`` for path ``a/b/...``, or None where a key is missing."""
+    node = summary
+    for key in path.split("/"):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
