@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import os
 import platform
-import subprocess
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -16,35 +13,12 @@ import torch
 from ..config import apply_overrides
 from ..engine.config import resolve_config
 from ..engine.trainer import Trainer
-from ..io import atomic_write_text
-from ..report.markdown import fmt_mean_std, markdown_table
+from ..io import atomic_write_text, git_commit
+from ..report.markdown import fmt_mean_std, lookup, markdown_table
 from ..report.plots import decision_boundary_plot
 from .recipes import Recipe
 
-__all__ = ["ComparisonResult", "run_comparison", "git_commit"]
-
-
-def git_commit() -> str:
-    """The commit of the code this process runs (with ``-dirty`` when the tree had changes),
-    or ``unknown``.
-
-    Read once per working directory and process, at the first call: a benchmark calls it when
-    it starts, so the files it writes itself (plots, before the results header) cannot mark
-    the tree dirty, and a commit made while it runs is not credited with its results.
-    """
-    return _commit_at(os.getcwd())
-
-
-@functools.cache
-def _commit_at(cwd: str) -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, check=True, cwd=cwd).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, cwd=cwd).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+__all__ = ["ComparisonResult", "run_comparison"]
 
 
 @dataclass
@@ -79,16 +53,6 @@ class ComparisonResult:
         return path
 
 
-def _lookup(summary: dict, path: str):
-    """``summary["a"]["b"]...`` for path ``a/b/...``, or None where a key is missing."""
-    node = summary
-    for key in path.split("/"):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
 def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
                    overrides: Sequence[str] = (), data_root: str | None = None,
                    progress: bool = True) -> ComparisonResult:
@@ -111,7 +75,7 @@ def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
     for label, runs in summaries.items():
         row = [label]
         for path in recipe.metrics.values():
-            vals = [v for r in runs if (v := _lookup(r, path)) is not None]
+            vals = [v for r in runs if (v := lookup(r, path)) is not None]
             row.append(fmt_mean_std(vals) if vals else "n/a")
         row.append(fmt_mean_std([r["wall_time_s"] for r in runs], 1))
         rows.append(row)

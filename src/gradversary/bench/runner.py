@@ -35,9 +35,8 @@ from ..config_files import read_config_file
 from ..engine.config import resolve_config
 from ..engine.trainer import Trainer
 from ..errors import ConfigError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, git_commit
 from ..registry import Registry
-from .compare import git_commit
 from .parallel import map_jobs
 from .records import RunRecords, same_config
 
@@ -99,7 +98,7 @@ class Suite:
             ``override`` (``"selection.criterion={}"``) sets every run; ``variant: true`` keeps
             runs under a non-default value apart (``full-<value>``).
         notes: prose printed with the table, by key; reference: where the paper's figures
-            come from.
+            come from; settings: stage name -> its settings.
     """
 
     name: str
@@ -117,6 +116,7 @@ class Suite:
     stages: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     reference: str = ""
+    settings: dict[str, dict] = field(default_factory=dict)
     config_dir: str = "configs"
     out_dir: str = ""
 
@@ -127,7 +127,7 @@ class Suite:
             if row.group not in self.groups:
                 self.groups[row.group] = Group()
             cells = row.cells or self.groups[row.group].cells
-            row.cells = {label: from_dict(Cell, _fill(c if isinstance(c, dict) else {"config": c},
+            row.cells = {label.format(name=row.name): from_dict(Cell, _fill(c if isinstance(c, dict) else {"config": c},
                                                       {"name": row.name, **row.vars}),
                                           f"rows.{row.name}.cells.{label}")
                          for label, c in cells.items()}

@@ -260,7 +260,7 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_attack(args) -> int:
-    from ..bench.robustness import RobustnessSettings, attack_run
+    from ..analysis.robustness import RobustnessSettings, attack_run
 
     given = {k: v for k, v in (("eps", args.eps), ("n", args.n)) if v is not None}
     if "n" in given:
@@ -292,7 +292,7 @@ def _cmd_attack(args) -> int:
 
 
 def _cmd_shift(args) -> int:
-    from ..bench.shift import load_sample, measure_shift
+    from ..analysis.shift import load_sample, measure_shift
 
     a = load_sample(args.a, args.data_root, args.key)
     b = load_sample(args.b, args.data_root, args.key)
@@ -313,7 +313,7 @@ def _cmd_shift(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from ..bench.analyze import analyze_runs
+    from ..analysis.features import analyze_runs
 
     path = analyze_runs(args.run_dirs, args.out, args.data_root, args.max_points,
                         embedding=args.embedding, command=_command_line())

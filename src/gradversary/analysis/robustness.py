@@ -63,7 +63,7 @@ from ..report.markdown import markdown_table
 from ..report.plots import have_matplotlib
 
 __all__ = ["RobustnessSettings", "COLUMNS", "evaluate_model", "attack_run", "load_or_attack",
-           "accuracy_vs_eps_plot", "saliency_maps", "saliency_plot"]
+           "accuracy_vs_eps_plot", "saliency_maps", "saliency_plot", "subsample"]
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class RobustnessSettings:
                 f"fooled at its first successful iterate and stops there")
 
 
-def _subsample(x: Tensor, y: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
+def subsample(x: Tensor, y: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
     if n >= len(y):
         return x, y
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
@@ -279,9 +279,9 @@ def accuracy_vs_eps_plot(curves: dict[str, dict[str, dict[float, float]]], path:
     """
     if not have_matplotlib():
         return None
-    from ..report.plots import _plt, save_figure
+    from ..report.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     attacks = [a for a in CURVE_ATTACKS if any(a in c for c in curves.values())]
     fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks), 3.2), sharey=True,
                              squeeze=False)
@@ -308,9 +308,9 @@ def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: st
     """
     if not have_matplotlib():
         return None
-    from ..report.plots import _plt, save_figure
+    from ..report.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     n, rows = images.shape[0], 1 + len(panels)
     fig, axes = plt.subplots(rows, n, figsize=(1.3 * n + 1.2, 1.3 * rows), squeeze=False)
     imgs = images.detach().cpu().numpy()
@@ -365,8 +365,8 @@ def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str
     if split not in task.eval:
         raise DataError(f"run {str(run_dir)!r} has no split {split!r}; it has {', '.join(task.eval)}")
     dev = trainer.device
-    x, y = _subsample(task.eval[split].x, task.eval[split].y, settings.n, settings.seed)
-    xt, yt = _subsample(task.source.x, task.source.y, settings.n_train, settings.seed + 1)
+    x, y = subsample(task.eval[split].x, task.eval[split].y, settings.n, settings.seed)
+    xt, yt = subsample(task.source.x, task.source.y, settings.n_train, settings.seed + 1)
     x, y, xt, yt = x.to(dev), y.to(dev).long(), xt.to(dev), yt.to(dev).long()
     with ExitStack() as stack:
         model = stack.enter_context(trainer.deployed()).model
