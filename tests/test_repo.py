@@ -35,4 +35,5 @@ def test_moons_yaml_configs_match_the_recipe():
 
 def test_every_config_file_resolves():
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
-        load_config(path)
+        if path.parent.name != "bench":  # suite specs: tests/test_bench.py
+            load_config(path)
