@@ -310,3 +310,14 @@ def test_map_jobs_reports_each_success_as_it_ends_even_if_another_job_fails():
         assert (0, 2.0) in seen and all(i != 1 for i, _ in seen)
         if workers == 2:
             assert (2, 3.0) in seen
+
+
+def test_cli_lists_the_suites_and_gives_each_only_its_own_options(capsys, monkeypatch):
+    from gradversary.cli.main import main
+
+    monkeypatch.chdir(ROOT)
+    assert main(["bench", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("dann", "great-defense", "great-mtl", "great-distill"))
+    with pytest.raises(SystemExit):  # --select is the DANN suite's option only
+        main(["bench", "great-mtl", "--select", "iwcv"])

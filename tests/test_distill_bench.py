@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gradversary.bench import great as gd
 from gradversary.bench.runner import load_suite, render, run_suite

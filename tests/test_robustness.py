@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
 from gradversary.analysis.robustness import COLUMNS, RobustnessSettings, evaluate_model
 from gradversary.bench.runner import Suite, run_suite
-from gradversary.config import from_dict
 from gradversary.cli.main import main
+from gradversary.config import from_dict
 from gradversary.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]

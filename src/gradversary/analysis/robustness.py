@@ -63,7 +63,7 @@ from ..report.markdown import markdown_table
 from ..report.plots import have_matplotlib
 
 __all__ = ["RobustnessSettings", "COLUMNS", "evaluate_model", "attack_run", "load_or_attack",
-           "accuracy_vs_eps_plot", "saliency_maps", "saliency_plot", "subsample"]
+           "accuracy_vs_eps_plot", "compare_plots", "saliency_maps", "saliency_plot", "subsample"]
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +327,41 @@ def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: st
         ax.set_xticks([])
         ax.set_yticks([])
     return save_figure(fig, path)
+
+
+def compare_plots(runs: dict[str, list[tuple[Path, dict]]], settings: RobustnessSettings, stem: Path,
+                  title: str, data_root: str | None = None) -> dict[str, str]:
+    """Accuracy against eps (mean over each model's runs) and saliency maps (each model's first
+    run, on the same test images) of several models, as ``<stem>_eps.png`` and
+    ``<stem>_saliency.png``; returns the names of the files written.
+
+    Args:
+        runs: model label -> ``(run directory, its evaluation)`` pairs; the evaluation as
+            :func:`load_or_attack` returns it (its ``curve`` is read).
+    """
+    from ..engine.trainer import Trainer
+
+    curves: dict[str, dict] = {}
+    for label, pairs in runs.items():
+        c = curves.setdefault(label, {})
+        for _, ev in pairs:
+            for attack, pts in ev["curve"].items():
+                for e, a in pts.items():
+                    c.setdefault(attack, {}).setdefault(float(e), []).append(a)
+    curves = {t: {a: {e: sum(v) / len(v) for e, v in p.items()} for a, p in c.items()} for t, c in curves.items()}
+    eps_png, sal_png = stem.with_name(stem.name + "_eps.png"), stem.with_name(stem.name + "_saliency.png")
+    if not accuracy_vs_eps_plot(curves, eps_png, title):
+        return {}
+    s, panels, images = settings, [], None
+    for label, pairs in runs.items():
+        tr = Trainer.from_run_dir(pairs[0][0], data_root)
+        ev = tr.task.eval[s.split or ("target_test" if "target_test" in tr.task.eval else "source_test")]
+        x, y = subsample(ev.x, ev.y, s.n, s.seed)
+        images, y = x[:s.n_saliency].to(tr.device), y[:s.n_saliency].to(tr.device).long()
+        with tr.deployed() as m:
+            panels.append((label, saliency_maps(m.model, images, y)))
+    saved = s.n_saliency and saliency_plot(images, panels, sal_png)
+    return {"accuracy_vs_eps": eps_png.name, **({"saliency": sal_png.name} if saved else {})}
 
 
 # ----------------------------------------------------------------------------- one run

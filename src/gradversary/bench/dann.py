@@ -88,33 +88,23 @@ class ReverseValidationGrid:
             over = [o for o in j.overrides if not o.startswith("train.seed=")] + [f"train.seed={gseed}"]
             searches.setdefault(cache, (j.config, over, grid, gseed, cache, run.data_root,
                                         run.progress and run.jobs_n == 1))
-            j.extra["grid_cache"] = cache
+            j.extra["grid"] = cache
         chosen, todo = {}, []
         for cache, (config, over, grid, *_rest) in searches.items():
             base = resolve_config(read_config_file(config), [*over, *_PLAIN])
             found = [json.loads(cache.read_text())] if cache.exists() else []
             found.append(run.records.read(run.size, cache.parent.name, cache.stem))
-            saved = next((s for s in found if _grid_matches(s, base, grid)), None)
-            if saved is not None:
+            if (saved := next((s for s in found if _grid_matches(s, base, grid)), None)) is not None:
                 chosen[cache] = saved["result"]
             elif not run.report_only:
                 todo.append(cache)
-        for cache, res in zip(todo, map_jobs(grid_search, [searches[c] for c in todo], run.jobs_n,
-                                             "grids", run.progress)):
-            chosen[cache] = res
-        for cache in chosen:
-            if cache.exists():
-                run.records.write(run.size, cache.parent.name, cache.stem, json.loads(cache.read_text()))
-        keep = []
-        for j in run.jobs:
-            cache = j.extra.pop("grid_cache", None)
-            if cache is not None and cache not in chosen:
-                continue  # report-only, grid never searched: nothing to show
-            if cache is not None:
-                j.overrides += chosen[cache]["overrides"]
-                j.extra["grid"] = chosen[cache]
-            keep.append(j)
-        run.jobs = keep
+        chosen |= dict(zip(todo, map_jobs(grid_search, [searches[c] for c in todo], run.jobs_n, "grids", run.progress)))
+        for cache in (c for c in chosen if c.exists()):
+            run.records.write(run.size, cache.parent.name, cache.stem, json.loads(cache.read_text()))
+        for j in (j for j in run.jobs if "grid" in j.extra):
+            j.extra["grid"] = chosen.get(j.extra["grid"])
+            j.overrides += j.extra["grid"]["overrides"] if j.extra["grid"] else []
+        run.jobs = [j for j in run.jobs if j.extra.get("grid", True) is not None]  # report-only, no search
         return {}
 
 

@@ -12,21 +12,12 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from ..analysis.robustness import (
-    COLUMNS,
-    RobustnessSettings,
-    accuracy_vs_eps_plot,
-    load_or_attack,
-    saliency_maps,
-    saliency_plot,
-    subsample,
-)
+from ..analysis.mtl import GAL_PLOTS, gal_plots
+from ..analysis.robustness import COLUMNS, RobustnessSettings, compare_plots, load_or_attack
 from ..analysis.step_time import interleaved_step_times
 from ..config_files import read_config_file
 from ..engine.trainer import Trainer
-from ..io import read_metrics
 from ..report.markdown import fmt_mean_std, markdown_table, mean_std
-from ..report.plots import curves_plot
 from .parallel import map_jobs
 from .runner import STAGES, TABLES, BenchRun
 
@@ -81,36 +72,18 @@ class Robustness:
 
 
 def _plots(run: BenchRun, gname: str, jobs) -> dict[str, str]:
-    """Accuracy against eps (mean over seeds) and saliency maps (first seed) of every row;
-    with ``report_only``, the plot files already beside the results."""
-    stem = run.results.stem + f"_{gname}"
-    files = {"accuracy_vs_eps": stem + "_eps.png", "saliency": stem + "_saliency.png"}
+    """Accuracy against eps and saliency maps of the group's rows (the plot files already
+    beside the results with ``report_only``)."""
+    stem = run.results.with_name(run.results.stem + f"_{gname}")
     if run.report_only:
-        return {k: f for k, f in files.items() if run.results.with_name(f).exists()}
+        return {k: f"{stem.name}_{s}.png" for k, s in (("accuracy_vs_eps", "eps"), ("saliency", "saliency"))
+                if stem.with_name(f"{stem.name}_{s}.png").exists()}
     titles = {r.name: r.title for r in run.suite.rows}
-    curves: dict[str, dict] = {}
+    runs: dict[str, list] = {}
     for j in jobs:
-        c = curves.setdefault(titles[j.row], {})
-        for attack, pts in j.extra["robustness"]["curve"].items():
-            for e, a in pts.items():
-                c.setdefault(attack, {}).setdefault(float(e), []).append(a)
-    curves = {t: {a: {e: sum(v) / len(v) for e, v in p.items()} for a, p in c.items()} for t, c in curves.items()}
-    plots = {}
-    if accuracy_vs_eps_plot(curves, run.results.with_name(files["accuracy_vs_eps"]),
-                            f"mean over seeds {', '.join(map(str, run.seeds))}"):
-        plots["accuracy_vs_eps"] = files["accuracy_vs_eps"]
-        s = _settings(run, run.group_of(jobs[0]))
-        panels, images = [], None
-        for j in (j for j in jobs if j.seed == run.seeds[0]):
-            tr = Trainer.from_run_dir(j.run_dir, run.data_root)
-            ev = tr.task.eval[s.split or ("target_test" if "target_test" in tr.task.eval else "source_test")]
-            x, y = subsample(ev.x, ev.y, s.n, s.seed)
-            images, y = x[:s.n_saliency].to(tr.device), y[:s.n_saliency].to(tr.device).long()
-            with tr.deployed() as m:
-                panels.append((titles[j.row], saliency_maps(m.model, images, y)))
-        if s.n_saliency and saliency_plot(images, panels, run.results.with_name(files["saliency"])):
-            plots["saliency"] = files["saliency"]
-    return plots
+        runs.setdefault(titles[j.row], []).append((j.run_dir, j.extra["robustness"]))
+    return compare_plots(runs, _settings(run, run.group_of(jobs[0])), stem,
+                         f"mean over seeds {', '.join(map(str, run.seeds))}", run.data_root)
 
 
 @STAGES.register("step_time")
@@ -306,7 +279,8 @@ def mtl_table(data: dict, suite) -> list[str]:
                              [[rows[k]["title"], f"{1000 * v:.0f}", f"{v / base:.2f}" if base else "–"] for k, v in t.items()])]
     if "great_mtl" in t and base:
         lines += [f"GREAT-MTL / equal weighting step-time ratio: **{t['great_mtl'] / base:.2f}**.", ""]
-    return lines + _figures(data, suite)
+    plots = data["stages"].get("mtl_plots", {})
+    return lines + (["## Figures", "", *(f"![{k}]({v})\n" for k, v in plots.items())] if plots else [])
 
 
 @STAGES.register("mtl_plots")
@@ -315,80 +289,45 @@ class MTLPlots:
     read from its runs' metrics (the files beside the results with ``report_only``)."""
 
     def after(self, run: BenchRun) -> dict:
-        files = {"task classifier accuracy": "_aux_acc.png", "GAL weights": "_gal.png"}
-        files = {k: run.results.stem + v for k, v in files.items()}
+        stem = run.results.with_name(run.results.stem)
         jobs = [j for j in run.jobs if j.row == "great_mtl" and (j.run_dir / "metrics.jsonl").exists()]
         if run.report_only or not jobs:
-            return {k: f for k, f in files.items() if run.results.with_name(f).exists()}
-        aux, gal = {}, {}
-        for j in jobs:
-            rec = read_metrics(j.run_dir / "metrics.jsonl", kind="train")
-            steps = [x["step"] for x in rec]
-            aux[f"seed {j.seed}"] = (steps, [x.get("aux_acc", float("nan")) for x in rec])
-            if not gal:  # the first seed's GALs
-                keys = ["gal_mean", "gal_min", "gal_max", *sorted(k for k in rec[0] if k.startswith("gal_")
-                                                                  and k not in ("gal_mean", "gal_min", "gal_max", "gal_std"))]
-                gal = {k.removeprefix("gal_"): (steps, [x[k] for x in rec]) for k in keys}
-        n_tasks = len([k for k in gal if k not in ("mean", "min", "max")]) or 4
-        first = next(iter(aux.values()))[0]
-        aux["chance"] = (first, [1 / n_tasks] * len(first))
-        out = {}
-        if curves_plot(aux, run.results.with_name(files["task classifier accuracy"]), "task classifier accuracy",
-                       "GREAT-MTL: accuracy of the task classifier on GAL-scaled gradients"):
-            out["task classifier accuracy"] = files["task classifier accuracy"]
-        if curves_plot(gal, run.results.with_name(files["GAL weights"]), "GAL weight",
-                       f"GREAT-MTL GAL weights (seed {jobs[0].seed}): all, and mean per task"):
-            out["GAL weights"] = files["GAL weights"]
-        return out
-
-
-def _figures(data: dict, suite) -> list[str]:
-    plots = data["stages"].get("mtl_plots", {})
-    return ["## Figures", "", *(f"![{k}]({v})\n" for k, v in plots.items())] if plots else []
+            return {k: f"{stem.name}{s}" for k, s in GAL_PLOTS.items() if stem.with_name(stem.name + s).exists()}
+        return gal_plots({j.seed: j.run_dir for j in jobs}, stem)
 
 
 # ----------------------------------------------------------------------------- distillation
-def _acc(runs: list[dict]) -> list[float]:
-    return [100 * r["final"]["source_test_acc"] for r in runs if "source_test_acc" in r.get("final", {})]
-
-
 @TABLES.register("great_distill")
 def distill_table(data: dict, suite) -> list[str]:
-    """Table 3's layout: methods by regime beside the paper's, the verdict on the sparse
-    regime, step times."""
+    """Table 3's layout (rows ``<method>_<regime>``): methods by regime beside the paper's,
+    the verdict on the sparse regime, step times."""
     rows, notes = data["rows"], suite.notes
     regimes = {g: grp.title for g, grp in suite.groups.items() if g != "teacher"}
-    methods = {}  # method -> label, in the spec's order
-    for r in suite.rows:
-        if r.group in regimes:
-            methods.setdefault(r.vars["method"], r)
-    acc = {(m, g): _acc([x for r in suite.rows if r.vars.get("method") == m and r.group == g and r.name in rows
-                         for rs in rows[r.name]["runs"].values() for x in rs]) for m in methods for g in regimes}
+    methods = {r.vars["method"]: r for r in suite.rows if r.group == next(iter(regimes))}
+    runs = {(m, g): [x for rs in rows.get(f"{m}_{g}", {"runs": {}})["runs"].values() for x in rs]
+            for m in methods for g in regimes}
+    acc = {k: [100 * x["final"]["source_test_acc"] for x in v if "source_test_acc" in x.get("final", {})]
+           for k, v in runs.items()}
     table = []
     for m, r in methods.items():
-        per_step = [x["wall_time_s"] / x["steps"] for rr in suite.rows if rr.vars.get("method") == m and rr.name in rows
-                    for rs in rows[rr.name]["runs"].values() for x in rs if x.get("steps")]
+        per_step = [x["wall_time_s"] / x["steps"] for g in regimes for x in runs[m, g] if x.get("steps")]
         table.append([r.title, *(fmt_mean_std(acc[m, g], 2) if acc[m, g] else "n/a" for g in regimes),
                       " / ".join(f"{r.paper[g]:.2f}" for g in regimes),
                       f"{statistics.median(per_step):.3f}" if per_step else "n/a"])
-    teacher = rows["teacher"]["runs"]["teacher"][0]
-    model = read_config_file(Path(suite.config_dir) / next(r for r in suite.rows if r.name == "teacher").cells["teacher"].config)["model"]
+    teacher = next(r for r in suite.rows if r.name == "teacher")
+    model = read_config_file(Path(suite.config_dir) / teacher.cells["teacher"].config)["model"]
     extra = ", ".join(f"{k} {model[k]}" for k in ("widths", "blocks") if k in model)
-    desc = f"`{model.get('name', '?')}`" + (f" ({extra})" if extra else "")
-    lines = [notes["intro"].format(teacher=desc, acc=100 * teacher["final"].get("source_test_acc", float("nan"))), "",
+    t_acc = 100 * rows["teacher"]["runs"]["teacher"][0]["final"].get("source_test_acc", float("nan"))
+    lines = [notes["intro"].format(teacher=f"`{model['name']}`" + (f" ({extra})" if extra else ""), acc=t_acc), "",
              "Test accuracy (%) at the last step, mean ± std over seeds.", "",
              markdown_table(["method", *regimes.values(), "paper (CIFAR-10): dense / sparse", "s / step (runs)"], table),
              _verdict({m: acc[m, "sparse"] for m in methods}, {m: r.title for m, r in methods.items()}), ""]
-    t = data["stages"].get("step_time")
-    if t:
-        sps = t["seconds_per_step"]
-        erm, kd, great = (next(r.name for r in suite.rows if r.vars.get("method") == m and r.group == "dense")
-                          for m in ("erm", "kd", "great_distill"))
+    if t := data["stages"].get("step_time"):
+        sps = {k.removesuffix("_dense"): v for k, v in t["seconds_per_step"].items()}
         lines += ["## Step time", "", notes["step_time"].format(steps=t["steps"], batch=t["batch_size"]), "",
-                  markdown_table(["method", "s / step", "× ERM"],
-                                 [[methods[m].title, f"{sps[r]:.3f}", f"{sps[r] / sps[erm]:.1f}"]
-                                  for m, r in ((m, methods[m].name) for m in methods)]),
-                  notes["step_ratio"].format(sps[great] / sps[kd]), ""]
+                  markdown_table(["method", "s / step", "× ERM"], [[methods[m].title, f"{sps[m]:.3f}",
+                                                                    f"{sps[m] / sps['erm']:.1f}"] for m in methods]),
+                  notes["step_ratio"].format(sps["great_distill"] / sps["kd"]), ""]
     return lines
 
 

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..config import from_dict
 from ..config_files import read_config_file
@@ -37,11 +35,12 @@ from ..engine.trainer import Trainer
 from ..errors import ConfigError
 from ..io import atomic_write_text, git_commit
 from ..registry import Registry
+from ..report.markdown import provenance, provenance_lines
 from .parallel import map_jobs
 from .records import RunRecords, same_config
 
 __all__ = ["SPEC_DIR", "STAGES", "TABLES", "BenchRun", "Job", "Suite", "list_suites", "load_suite",
-           "run_suite", "render", "train_or_reuse"]
+           "run_suite", "render", "train_or_resume"]
 
 SPEC_DIR = Path("configs/bench")
 #: table name -> ``fn(results, suite) -> list of Markdown lines`` (the part below the header)
@@ -56,7 +55,6 @@ class Cell:
 
     config: str
     overrides: list[str] = field(default_factory=list)
-    quick: list[str] = field(default_factory=list)
     max_seeds: int | None = None
     seeds: list[int] | None = None
 
@@ -93,7 +91,7 @@ class Suite:
         title, quick_title: the results heading, and what ``--quick`` adds to it.
         table: registered table function; stages: registered stages, in order.
         seeds, quick_seeds: default seeds at full size and with ``--quick``.
-        quick: overrides of every run with ``--quick`` (before the group's and the cell's).
+        quick: overrides of every run with ``--quick`` (before the group's).
         options: per-suite CLI options, ``name -> {default, help, choices, override, variant}``:
             ``override`` (``"selection.criterion={}"``) sets every run; ``variant: true`` keeps
             runs under a non-default value apart (``full-<value>``).
@@ -123,14 +121,10 @@ class Suite:
     def __post_init__(self) -> None:
         self.groups = {k: from_dict(Group, v, f"groups.{k}") if isinstance(v, dict) else v
                        for k, v in self.groups.items()}
-        for row in self.rows:
-            if row.group not in self.groups:
-                self.groups[row.group] = Group()
-            cells = row.cells or self.groups[row.group].cells
-            row.cells = {label.format(name=row.name): from_dict(Cell, _fill(c if isinstance(c, dict) else {"config": c},
-                                                      {"name": row.name, **row.vars}),
-                                          f"rows.{row.name}.cells.{label}")
-                         for label, c in cells.items()}
+        for row in self.rows:  # a row's cells: its own, else its group's, with {name} filled
+            cells = row.cells or self.groups.setdefault(row.group, Group()).cells
+            row.cells = {k.format(name=row.name): from_dict(Cell, _fill(c if isinstance(c, dict) else {"config": c},
+                         {"name": row.name, **row.vars}), f"rows.{row.name}.cells.{k}") for k, c in cells.items()}
 
 
 def _fill(d: Any, names: dict) -> Any:
@@ -152,11 +146,8 @@ def load_suite(name: str, spec_dir: str | Path = SPEC_DIR) -> Suite:
 
 def list_suites(spec_dir: str | Path = SPEC_DIR) -> dict[str, str]:
     """Suite name -> one-line summary, for every spec under ``spec_dir``."""
-    out = {}
-    for p in sorted(Path(spec_dir).glob("*.yaml")):
-        raw = read_config_file(p)
-        out[raw.get("name", p.stem)] = raw.get("summary", "")
-    return out
+    specs = (read_config_file(p) for p in sorted(Path(spec_dir).glob("*.yaml")))
+    return {raw["name"]: raw.get("summary", "") for raw in specs}
 
 
 @dataclass
@@ -217,13 +208,10 @@ class BenchRun:
         return self.suite.groups[next(r.group for r in self.suite.rows if r.name == job.row)]
 
 
-def train_or_reuse(cfg, run_dir: Path, data_root: str | None, progress: bool) -> dict:
-    """Train, resume, or reuse a finished run with the same resolved config; its summary."""
-    same = same_config(run_dir / "config.yaml", cfg)
-    if same and (run_dir / "summary.json").exists():
-        return json.loads((run_dir / "summary.json").read_text())
+def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool) -> dict:
+    """Train, or resume an unfinished run of the same resolved config; its summary."""
     cfg.train.progress = progress
-    resume = same and (run_dir / "checkpoints" / "last.pt").exists()
+    resume = same_config(run_dir / "config.yaml", cfg) and (run_dir / "checkpoints" / "last.pt").exists()
     return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume)
 
 
@@ -241,25 +229,17 @@ def _expand(run: BenchRun, only: str | None) -> list[Job]:
             for seed in seeds:
                 over = [*c.overrides, f"train.seed={seed}", *opts]
                 if run.quick:
-                    over += [*s.quick, *s.groups[row.group].quick, *c.quick]
+                    over += [*s.quick, *s.groups[row.group].quick]
                 path = Path(s.config_dir) / c.config
                 if not path.is_file():
                     raise ValueError(f"config {str(path)!r} of row {row.name} does not exist")
                 jobs.append(Job(row.name, label, seed, path, over))
-    for j in jobs:
+    dirs = {j.row: run.out_dir / run.variant / j.row / j.cell for j in reversed(jobs)}  # a row's (first) run
+    for j in jobs:  # {run_dir:ROW}: that row's run directory; the job trains after the others
         j.run_dir = run.out_dir / run.variant / j.row / j.cell
-    for j in jobs:  # {run_dir:ROW}: the run directory of that row's (single) run
         j.waits = any("{run_dir:" in o for o in j.overrides)
-        j.overrides = [_link(o, jobs) for o in j.overrides]
+        j.overrides = [re.sub(r"\{run_dir:(\w+)\}", lambda m: str(dirs[m[1]]), o) for o in j.overrides]
     return jobs
-
-
-def _link(override: str, jobs: list[Job]) -> str:
-    if "{run_dir:" not in override:
-        return override
-    head, rest = override.split("{run_dir:", 1)
-    name, tail = rest.split("}", 1)
-    return head + str(next(j.run_dir for j in jobs if j.row == name)) + tail
 
 
 def _stages(run: BenchRun, hook: str) -> dict[str, Any]:
@@ -317,19 +297,19 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
         def record(i: int, summary: dict, wave=wave) -> None:  # as each run ends
             rec.put(run.variant, wave[i].row, wave[i].cell, wave[i].cfg, summary, commit, cmd)
 
-        fresh = map_jobs(train_or_reuse, [(j.cfg, j.run_dir, run.data_root, run.progress and run.jobs_n == 1)
+        fresh = map_jobs(train_or_resume, [(j.cfg, j.run_dir, run.data_root, run.progress and run.jobs_n == 1)
                                           for j in wave], run.jobs_n, "runs", run.progress, on_result=record)
         for j, s in zip(wave, fresh):
             j.summary = s
     run.jobs = [j for j in run.jobs if j.summary is not None]
     stage_out |= _stages(run, "after")
-    data = _results_json(run, stage_out, commit, time.perf_counter() - t0)
+    data = _results_json(run, stage_out, time.perf_counter() - t0)
     atomic_write_text(results.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
     atomic_write_text(results, render(data, suite))
     return results
 
 
-def _results_json(run: BenchRun, stages: dict, commit: str, wall: float) -> dict:
+def _results_json(run: BenchRun, stages: dict, wall: float) -> dict:
     rows = {}
     for r in (r for r in run.suite.rows if r.name in run.selected):
         jobs = sorted((j for j in run.jobs if j.row == r.name), key=lambda j: j.seed)
@@ -337,24 +317,15 @@ def _results_json(run: BenchRun, stages: dict, commit: str, wall: float) -> dict
         rows[r.name] = {"title": r.title, "group": r.group, "paper": r.paper,
                         "runs": {k: v for k, v in runs.items() if v}}
     return {"suite": run.suite.name, "quick": run.quick, "seeds": run.seeds, "options": run.options,
-            "provenance": {"command": run.command or f"gradversary bench {run.suite.name}",
-                           "commit": commit, "wall_time_s": round(wall, 1),
-                           "python": platform.python_version(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads(), "machine": platform.machine()},
+            "provenance": provenance(run.command or f"gradversary bench {run.suite.name}", wall),
             "stages": stages, "rows": rows}
 
 
 def render(data: dict, suite: Suite) -> str:
     """The Markdown results file: the provenance header, then the suite's table function."""
-    p = data["provenance"]
     lines = [f"# {suite.title}" + (suite.quick_title if data["quick"] else ""), "",
              "Generated by a benchmark command; do not edit by hand.", "",
-             f"- command: `{p['command']}`", f"- commit: `{p['commit']}`",
-             f"- seeds: {', '.join(map(str, data['seeds']))}",
-             f"- wall time of this invocation: {p['wall_time_s']:.0f} s (runs reused from earlier "
-             "invocations are not re-timed)",
-             f"- versions: Python {p['python']}, torch {p['torch']}, {p['threads']} threads, {p['machine']}",
-             *_record_line(data), ""]
+             *provenance_lines(data["provenance"], data["seeds"]), *_record_line(data), ""]
     table: Callable = TABLES.get(suite.table).factory
     return "\n".join([*lines, *table(data, suite)]) + "\n"
 

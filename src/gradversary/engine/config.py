@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from ..config_files import read_config_file
 from ..config import apply_overrides, from_dict, to_dict
+from ..config_files import read_config_file
 from ..data.registry import DATASETS
 from ..errors import ConfigError
 from ..methods.base import METHODS
