@@ -19,11 +19,11 @@ def _summary(acc, steps=10, wall=2.0):
 
 def test_verdict_states_whether_great_is_best_in_the_sparse_regime():
     base = {"erm": [30, 32], "kd": [33, 33], "sobolev": [31, 31]}
-    yes = gd._verdict({**base, "great_distill": [36, 36]}, METHODS)
+    yes = gd.sparse_verdict({**base, "great_distill": [36, 36]}, METHODS)
     assert "holds" in yes and "Distillation (KD)" in yes and "larger than" in yes
-    close = gd._verdict({**base, "great_distill": [33, 34.5]}, METHODS)
+    close = gd.sparse_verdict({**base, "great_distill": [33, 34.5]}, METHODS)
     assert "holds" in close and "within" in close
-    no = gd._verdict({**base, "great_distill": [31, 30]}, METHODS)
+    no = gd.sparse_verdict({**base, "great_distill": [31, 30]}, METHODS)
     assert "does not hold" in no and "Distillation (KD)" in no
 
 

@@ -21,7 +21,7 @@ from ..report.markdown import fmt_mean_std, markdown_table, mean_std
 from .parallel import map_jobs
 from .runner import STAGES, TABLES, BenchRun
 
-__all__ = ["ORDER_MARGIN", "defense_table", "distill_table", "mtl_table", "ordering"]
+__all__ = ["ORDER_MARGIN", "defense_table", "distill_table", "mtl_table", "ordering", "sparse_verdict"]
 
 # "far above" / "weak": the margin, in accuracy points, used by the paper-ordering verdicts
 ORDER_MARGIN = 10.0
@@ -321,7 +321,7 @@ def distill_table(data: dict, suite) -> list[str]:
     lines = [notes["intro"].format(teacher=f"`{model['name']}`" + (f" ({extra})" if extra else ""), acc=t_acc), "",
              "Test accuracy (%) at the last step, mean ± std over seeds.", "",
              markdown_table(["method", *regimes.values(), "paper (CIFAR-10): dense / sparse", "s / step (runs)"], table),
-             _verdict({m: acc[m, "sparse"] for m in methods}, {m: r.title for m, r in methods.items()}), ""]
+             sparse_verdict({m: acc[m, "sparse"] for m in methods}, {m: r.title for m, r in methods.items()}), ""]
     if t := data["stages"].get("step_time"):
         sps = {k.removesuffix("_dense"): v for k, v in t["seconds_per_step"].items()}
         lines += ["## Step time", "", notes["step_time"].format(steps=t["steps"], batch=t["batch_size"]), "",
@@ -331,7 +331,7 @@ def distill_table(data: dict, suite) -> list[str]:
     return lines
 
 
-def _verdict(sparse: dict[str, list[float]], labels: dict[str, str]) -> str:
+def sparse_verdict(sparse: dict[str, list[float]], labels: dict[str, str]) -> str:
     """Whether GREAT has the best mean sparse accuracy, and by how much against the noise."""
     means = {m: mean_std(v) for m, v in sparse.items() if v}
     if "great_distill" not in means or len(means) < 2:
