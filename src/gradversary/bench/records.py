@@ -31,7 +31,8 @@ __all__ = ["RunRecords", "canonical_config", "same_config"]
 
 def canonical_config(cfg: Any) -> dict:
     """A config (``Config`` or a dict as saved) as a plain dict, re-resolved and without the
-    keys that do not change a run's results (the progress bar).
+    keys that set how fast a run goes, not what it computes (the progress bar, the thread
+    count: ``train.threads`` became ``auto`` by default after most records were made).
 
     Raises:
         ValueError: a saved config that no longer resolves.
@@ -39,7 +40,8 @@ def canonical_config(cfg: Any) -> dict:
     d = cfg if isinstance(cfg, dict) else cfg.to_dict()
     d = resolve_config(yaml.safe_load(yaml.safe_dump(d, sort_keys=False)), []).to_dict()
     d = yaml.safe_load(yaml.safe_dump(d, sort_keys=False))
-    d.get("train", {}).pop("progress", None)
+    for key in ("progress", "threads"):
+        d.get("train", {}).pop(key, None)
     return d
 
 
