@@ -11,7 +11,7 @@ and the DANN network's step and evaluation with its conv stack channels-last (as
 
 ``--suite great``: the GREAT defense configs (``configs/great/mnist_*.yaml``: the small ResNet,
 Adam, the auxiliary network and its optimizer) on one batch of 128 random 1x28x28 images,
-stepped in turn (``gradversary.bench.step_time.interleaved_step_times``) at mid-training
+stepped in turn (``gradversary.analysis.step_time.interleaved_step_times``) at mid-training
 (progress 0.5, so alpha and beta are non-zero); prints each method's step time and its ratio
 to ERM (the issue's goal for GREAT: at most 3.5), the same GREAT step with torch's own
 BatchNorm and Conv2d double backward ("torch layers": before gradversary.nn.double_backward),
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from gradversary.bench.step_time import interleaved_step_times
+from gradversary.analysis.step_time import interleaved_step_times
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
 from gradversary.methods import Batch

@@ -118,20 +118,21 @@ def test_cli_analyze_two_runs_writes_pad_table_and_plot(tmp_path, capsys):
 
 
 def test_cli_bench_jobs_defaults_to_the_cores_and_rejects_zero(tmp_path, capsys, monkeypatch):
+    import gradversary.bench.runner as runner
     import gradversary.cli.main as cli
 
     seen = {}
 
-    def fake_runner(args, seeds, results):
-        seen["jobs"], seen["seeds"] = args.jobs, seeds
+    def fake_runner(suite, seeds, quick, options, *args, **kw):
+        seen["jobs"], seen["seeds"] = kw["jobs_n"], seeds
         path = tmp_path / "r.md"
         path.write_text("table\n")
         return path
 
-    monkeypatch.setitem(cli.BENCH_SUITES, "dann", ("dann", [0, 1, 2], fake_runner))
+    monkeypatch.setattr(runner, "run_suite", fake_runner)
     monkeypatch.setattr(cli.os, "cpu_count", lambda: 3)
     assert main(["bench", "dann", "--quick"]) == 0
-    assert seen == {"jobs": 3, "seeds": [0]}
+    assert seen == {"jobs": 3, "seeds": None}  # the suite's quick seeds
     assert main(["bench", "dann", "--jobs", "1", "--seeds", "2"]) == 0
     assert seen == {"jobs": 1, "seeds": [0, 1]}
     assert main(["bench", "dann", "--jobs", "0"]) == 2

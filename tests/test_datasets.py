@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from gradversary.config import from_dict
+from gradversary.config_files import read_config_file
 from gradversary.data import amazon as amazon_mod
 from gradversary.data import create_task
 from gradversary.data import digits as digits_mod
@@ -266,7 +266,7 @@ def test_digits_configs_subtract_the_source_training_mean():
     assert abs(means["mnist"][0] - 33.32 / 255) < 1e-4
     found = 0
     for path in sorted(CONFIGS.glob("*.yaml")):
-        cfg = yaml.safe_load(path.read_text())
+        cfg = read_config_file(path)
         if cfg["model"]["name"] != "dann_mnist":
             continue
         if cfg["data"].get("standardize") == "pooled_mean":  # the loader centres instead

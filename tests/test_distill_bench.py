@@ -4,71 +4,66 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from gradversary.bench import great_distill as gd
+from gradversary.bench import great as gd
+from gradversary.bench.runner import load_suite, render, run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+METHODS = {"erm": "Baseline (ERM)", "kd": "Distillation (KD)", "sobolev": "Sobolev", "great_distill": "GREAT"}
 
 
 def _summary(acc, steps=10, wall=2.0):
     return {"final": {"source_test_acc": acc}, "steps": steps, "wall_time_s": wall}
 
 
-def _runs(sparse: dict) -> dict:
-    return {m: {"dense": [_summary(0.5), _summary(0.52)],
-                "sparse": [_summary(a) for a in sparse[m]]} for m in gd.METHODS}
-
-
 def test_verdict_states_whether_great_is_best_in_the_sparse_regime():
-    base = {"erm": [0.30, 0.32], "kd": [0.33, 0.33], "sobolev": [0.31, 0.31]}
-    yes = gd._verdict(_runs({**base, "great_distill": [0.36, 0.36]}))
+    base = {"erm": [30, 32], "kd": [33, 33], "sobolev": [31, 31]}
+    yes = gd.sparse_verdict({**base, "great_distill": [36, 36]}, METHODS)
     assert "holds" in yes and "Distillation (KD)" in yes and "larger than" in yes
-    close = gd._verdict(_runs({**base, "great_distill": [0.33, 0.345]}))
+    close = gd.sparse_verdict({**base, "great_distill": [33, 34.5]}, METHODS)
     assert "holds" in close and "within" in close
-    no = gd._verdict(_runs({**base, "great_distill": [0.31, 0.30]}))
+    no = gd.sparse_verdict({**base, "great_distill": [31, 30]}, METHODS)
     assert "does not hold" in no and "Distillation (KD)" in no
 
 
-def test_results_file_has_table_3_layout_teacher_timing_and_json(tmp_path):
-    runs = _runs({"erm": [0.3, 0.32], "kd": [0.33, 0.33], "sobolev": [0.31, 0.31],
-                  "great_distill": [0.36, 0.36]})
-    timing = {"seconds_per_step": {"erm": 0.1, "kd": 0.2, "sobolev": 0.5, "great_distill": 0.8},
-              "steps": 3, "batch_size": 128, "threads": 1, "ratio_great_distill_kd": 4.0,
-              "ratio_great_distill_erm": 8.0}
-    teacher = {"final": {"source_test_acc": 0.7}, "model": {"name": "resnet_small", "widths": [8]}}
-    out = gd._write(tmp_path / "r.md", runs, teacher, timing, [0, 1], False, "cmd", 12.0,
-                    "configs/great_distill")
-    text = out.read_text()
+def test_results_file_has_table_3_layout_teacher_and_timing(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    sparse = {"erm": [0.3, 0.32], "kd": [0.33, 0.33], "sobolev": [0.31, 0.31], "great_distill": [0.36, 0.36]}
+    rows = {"teacher": {"title": "Teacher", "group": "teacher", "paper": {},
+                        "runs": {"teacher": [{"final": {"source_test_acc": 0.7}}]}}}
+    for m in METHODS:
+        rows[f"{m}_dense"] = {"group": "dense", "runs": {f"{m}_dense": [_summary(0.5), _summary(0.52)]}}
+        rows[f"{m}_sparse"] = {"group": "sparse", "runs": {f"{m}_sparse": [_summary(a) for a in sparse[m]]}}
+    timing = {"seconds_per_step": {"erm_dense": 0.1, "kd_dense": 0.2, "sobolev_dense": 0.5,
+                                   "great_distill_dense": 0.8}, "steps": 3, "batch_size": 128, "threads": 1}
+    data = {"quick": False, "seeds": [0, 1], "options": {}, "stages": {"step_time": timing}, "rows": rows,
+            "provenance": {"command": "cmd", "commit": "abc", "wall_time_s": 12.0, "python": "3",
+                           "torch": "2", "threads": 1, "machine": "x"}}
+    text = render(data, load_suite("great-distill"))
     assert "CIFAR-10 (JPEG subset)" in text and "70.00%" in text and "resnet_small" in text
-    for label in gd.METHODS.values():
+    for label in METHODS.values():
         assert f"| {label} |" in text
     assert "| GREAT | 51.00 ± 1.41 | 36.00 ± 0.00 | 85.72 / 66.55 |" in text
-    assert "step-time ratio: 4.00" in text
-    data = json.loads((tmp_path / "r.json").read_text())
-    assert data["timing"]["ratio_great_distill_kd"] == 4.0 and "holds" in data["verdict"]
+    assert "step-time ratio: 4.00" in text and "holds" in text
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "cifar10_jpeg_q75_subset.npz").is_file(), reason="no data")
-def test_bench_trains_teacher_once_then_students_and_reuses_them(tmp_path):
-    cfg_dir = tmp_path / "configs"
-    cfg_dir.mkdir()
-    tiny = {"steps": 2, "batch_size": 8, "eval_every": 0, "threads": 1}
-    for src in (ROOT / "configs" / "great_distill").glob("*.yaml"):
-        raw = yaml.safe_load(src.read_text())
-        raw["train"].update(tiny)
-        raw["data"].update({"max_test": 20, "per_class": 2, "fraction": None})
-        if src.stem == "teacher":
-            raw["model"]["widths"] = [4, 4, 4]
-            raw["data"]["hflip_copies"] = False
-        (cfg_dir / src.name).write_text(yaml.safe_dump(raw))
-    kw = dict(out_dir=tmp_path / "runs", results=tmp_path / "r.md", config_dir=cfg_dir,
-              data_root=str(DATA), progress=False, timing_steps=1)
-    gd.run_great_distill_bench([0], **kw)
+def test_bench_trains_teacher_once_then_students_and_reuses_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    suite = load_suite("great-distill")
+    for g in suite.groups.values():
+        g.quick += ["train.steps=2", "train.batch_size=8", "data.max_test=20", "data.per_class=2",
+                    "data.fraction=null"]
+    suite.groups["teacher"].quick += ["model.widths=[4,4,4]", "data.hflip_copies=false"]
+    suite.settings["step_time"]["steps"] = 1
+    kw = dict(out_dir=tmp_path / "runs", results=tmp_path / "r.md", data_root=str(DATA))
+    run_suite(suite, [0], True, **kw)
     first = json.loads((tmp_path / "r.json").read_text())
-    assert first["teacher"]["steps"] == 2 and first["timing"]["ratio_great_distill_kd"] > 0
-    mtime = (tmp_path / "runs" / "full" / "sparse" / "kd" / "kd_sparse-s0" / "summary.json").stat().st_mtime
-    gd.run_great_distill_bench([0], **kw)  # everything reused
-    assert (tmp_path / "runs" / "full" / "sparse" / "kd" / "kd_sparse-s0" / "summary.json").stat().st_mtime == mtime
+    assert first["rows"]["teacher"]["runs"]["teacher"][0]["steps"] == 2
+    assert first["stages"]["step_time"]["seconds_per_step"]["great_distill_dense"] > 0
+    done = tmp_path / "runs" / "quick" / "kd_sparse" / "kd_sparse-s0" / "summary.json"
+    mtime = done.stat().st_mtime
+    run_suite(suite, [0], True, **kw)  # everything reused
+    assert done.stat().st_mtime == mtime

@@ -307,18 +307,18 @@ def test_great_mtl_bench_writes_table_4(tmp_path):
     if not data.exists():
         pytest.skip(f"no staged data at {data}")
     pytest.importorskip("skimage")
-    from gradversary.bench.great_mtl import run_great_mtl_bench
+    from gradversary.bench.runner import load_suite, run_suite
 
-    res = tmp_path / "great_mtl.md"
-    run_great_mtl_bench([0], tmp_path / "runs", res, quick=True,
-                        config_dir=ROOT / "configs" / "great_mtl", data_root=str(data.parent),
-                        overrides=["train.steps=2", "train.batch_size=4", "data.per_class=1",
-                                   "data.max_test=4", "model.widths=[4,4,8,8]",
-                                   "model.decoder_widths=[4,4,4]"],
-                        progress=False, timing_steps=1)
+    suite = load_suite("great-mtl", ROOT / "configs" / "bench")
+    suite.config_dir = str(ROOT / "configs")
+    suite.quick += ["train.steps=2", "train.batch_size=4", "data.per_class=1", "data.max_test=4",
+                    "model.widths=[4,4,8,8]", "model.decoder_widths=[4,4,4]"]
+    suite.settings["step_time"]["steps"] = 1
+    res = run_suite(suite, [0], True, out_dir=tmp_path / "runs", results=tmp_path / "great_mtl.md",
+                    data_root=str(data.parent))
     text = res.read_text()
     for label in ("Equal", "Uncertainty", "GradNorm", "GREAT", "class % error", "step-time ratio"):
         assert label in text
     assert "paper's claim" in text
     out = json.loads(res.with_suffix(".json").read_text())
-    assert set(out["step_time_s"]) == {"equal", "uncertainty", "gradnorm", "great_mtl"}
+    assert set(out["stages"]["step_time"]["seconds_per_step"]) == {"equal", "uncertainty", "gradnorm", "great_mtl"}

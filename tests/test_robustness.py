@@ -3,17 +3,19 @@ on tiny synthetic runs (no dataset files needed)."""
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
-from gradversary.bench.great_defense import run_great_defense_bench
-from gradversary.bench.robustness import COLUMNS, RobustnessSettings, evaluate_model
+from gradversary.analysis.robustness import COLUMNS, RobustnessSettings, evaluate_model
+from gradversary.bench.runner import Suite, run_suite
 from gradversary.cli.main import main
+from gradversary.config import from_dict
 from gradversary.models import create_model
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = RobustnessSettings(eps=[0.1, 0.3], n=24, n_train=24, ifgsm_steps=3, pgd_steps=3,
                           pgd_restarts=1, strong_steps=5, strong_restarts=2, square_queries=8,
                           curve_eps=[0.5], n_saliency=2, batch_size=16)
@@ -99,108 +101,88 @@ def test_random_targets_are_seeded_and_shared_across_models():
     assert a["tables"] == b["tables"]
 
 
-def test_bench_writes_tables_and_reuses_runs(tmp_path):
-    cfgs = []
-    for m in ("erm", "great"):
-        p = tmp_path / "cfg" / f"toy_{m}.yaml"
-        p.parent.mkdir(exist_ok=True)
-        p.write_text(yaml.safe_dump(_config(tmp_path, m, steps=4)))
-        cfgs.append((p, ["train.batch_size=8"]))
-    res = tmp_path / "gd.md"
-    kw = dict(out_dir=tmp_path / "runs", results=res, configs=cfgs, settings=TINY, progress=False,
-              command="test")
-    run_great_defense_bench([0, 1], **kw)
-    text = res.read_text()
-    assert "## eps = 0.1" in text and "## eps = 0.3" in text and "toy_great" in text
+def _suite(tmp_path, groups: dict, steps: int = 3, max_seeds: dict | None = None) -> Suite:
+    """A great-defense suite of toy rows: group -> (eps of its evaluation, row methods)."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir(exist_ok=True)
+    rows, spec_groups = [], {}
+    for g, (eps, methods) in groups.items():
+        ev = {**dataclasses.asdict(TINY), "eps": eps}
+        spec_groups[g] = {"title": f"Suite {g}", "note": f"Note {g}.", "options": {"evaluate": ev},
+                          "cells": {"{name}": {"config": "{name}.yaml", "overrides": ["train.batch_size=8"]}}}
+        for m in methods:
+            (cfg / f"{g}_{m}.yaml").write_text(yaml.safe_dump(_config(tmp_path, m, steps=steps)))
+            cells = ({"{name}": {"config": "{name}.yaml", "max_seeds": max_seeds[m]}}
+                     if m in (max_seeds or {}) else {})
+            rows.append({"name": f"{g}_{m}", "group": g, "title": {"erm": "Baseline (ERM)", "great": "GREAT"}[m],
+                         **({"cells": cells} if cells else {})})
+    raw = yaml.safe_load((ROOT / "configs" / "bench" / "great_defense.yaml").read_text())
+    return from_dict(Suite, {**raw, "groups": spec_groups, "rows": rows, "config_dir": str(cfg)})
+
+
+def _bench(tmp_path, suite, seeds, **kw):
+    kw = {"out_dir": tmp_path / "runs", "results": tmp_path / "gd.md", **kw}
+    res = run_suite(suite, seeds, **kw)
+    return res.read_text(), json.loads(res.with_suffix(".json").read_text())["rows"]
+
+
+def test_bench_writes_tables_and_reuses_runs_and_evaluations(tmp_path):
+    suite = _suite(tmp_path, {"a": ([0.1, 0.3], ["erm", "great"])}, steps=4)
+    text, rows = _bench(tmp_path, suite, [0, 1], command="test")
+    assert "### eps = 0.1" in text and "### eps = 0.3" in text and "GREAT" in text
     assert "Methods that pass every measured check" in text and "seeds: 0, 1" in text
-    assert "commit:" in text and "versions:" in text and "wall time" in text
-    assert " ± " in text
-    data = json.loads(res.with_suffix(".json").read_text())
-    great = data["methods"]["toy_great"]["runs"]
-    assert len(great) == 2 and great[0]["robustness"]["transfer_from"].endswith("toy_erm-s0")
-    assert data["methods"]["toy_erm"]["runs"][0]["robustness"]["transfer_from"] is None
-    run0 = tmp_path / "runs" / "full" / "toy_great" / "toy_great-s0"
+    assert "commit:" in text and "versions:" in text and "wall time" in text and " ± " in text
+    great = rows["a_great"]["runs"]["a_great"]
+    assert len(great) == 2 and great[0]["robustness"]["transfer_from"].endswith("a_erm-s0")
+    assert rows["a_erm"]["runs"]["a_erm"][0]["robustness"]["transfer_from"] is None
+    run0 = tmp_path / "runs" / "full" / "a_great" / "a_great-s0"
     stamps = [(run0 / f).stat().st_mtime_ns for f in ("summary.json", "robustness.json")]
-    run_great_defense_bench([0, 1], **kw)  # runs and evaluations reused
+    _bench(tmp_path, suite, [0, 1])  # runs and evaluations reused
     assert [(run0 / f).stat().st_mtime_ns for f in ("summary.json", "robustness.json")] == stamps
-    with pytest.raises(ValueError, match="no config"):
-        run_great_defense_bench([0], only="nothing*", **kw)
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # report-only from the records: the same tables
+    again, rows2 = _bench(tmp_path, suite, [0, 1], report_only=True)
+    assert rows2["a_great"]["runs"]["a_great"][1]["robustness"] == great[1]["robustness"]
+    assert again.split("### eps = 0.1")[1] == text.split("### eps = 0.1")[1]
 
 
-def test_bench_suites_get_their_own_sections_settings_and_labels(tmp_path):
-    from gradversary.bench.great_defense import Suite, _label
-
-    specs = {}
-    for prefix in ("a", "b"):
-        for m in ("erm", "great"):
-            p = tmp_path / "cfg" / f"{prefix}_{m}.yaml"
-            p.parent.mkdir(exist_ok=True)
-            p.write_text(yaml.safe_dump(_config(tmp_path, m, steps=3)))
-            specs.setdefault(prefix, []).append((p, ["train.batch_size=8"]))
-    small = dataclasses.replace(TINY, eps=[0.2])
-    suites = [Suite("one", "Suite one", specs["a"], TINY, note="Note one."),
-              Suite("two", "Suite two (reduced)", specs["b"], small)]
-    res = tmp_path / "gd.md"
-    run_great_defense_bench([0], out_dir=tmp_path / "runs", results=res, suites=suites,
-                            progress=False, command="test")
-    text = res.read_text()
-    assert "## Suite one" in text and "## Suite two (reduced)" in text and "Note one." in text
-    one, two = text.split("## Suite two (reduced)")
+def test_bench_groups_get_their_own_sections_settings_and_labels(tmp_path):
+    suite = _suite(tmp_path, {"one": ([0.1, 0.3], ["erm", "great"]), "two": ([0.2], ["erm", "great"])})
+    text, rows = _bench(tmp_path, suite, [0])
+    assert "## Suite one" in text and "## Suite two" in text and "Note one." in text
+    one, two = text.split("## Suite two")
     assert "### eps = 0.1" in one and "### eps = 0.3" in one
-    assert "### eps = 0.2" in two and "eps = 0.1" not in two  # each suite's own settings
-    assert "GREAT" in two and "Baseline (ERM)" in two        # labels from the stem's method part
-    data = json.loads(res.with_suffix(".json").read_text())
-    assert data["suites"]["two"]["stems"] == ["b_erm", "b_great"]
-    assert data["methods"]["b_great"]["runs"][0]["robustness"]["transfer_from"].endswith("b_erm-s0")
-    assert _label("mnistm_great_greace_l2") == "GRE(AT+CE), L2-normalised gradient"
-    assert _label("something_else") == "something_else"
-    # only: a glob picks configs across suites; a suite left empty is dropped
-    run_great_defense_bench([0], out_dir=tmp_path / "runs", results=res, suites=suites,
-                            progress=False, only="b_*")
-    assert "Suite one" not in res.read_text()
+    assert "### eps = 0.2" in two and "eps = 0.1" not in two  # each group's own settings
+    assert "GREAT" in two and "Baseline (ERM)" in two
+    assert rows["two_great"]["runs"]["two_great"][0]["robustness"]["transfer_from"].endswith("two_erm-s0")
+    text, _ = _bench(tmp_path, suite, [0], only="two_*")  # a glob on rows; an empty group is dropped
+    assert "Suite one" not in text
 
 
 def test_bench_with_two_processes_gives_the_same_tables(tmp_path):
-    cfgs = []
-    for m in ("erm", "great"):
-        p = tmp_path / "cfg" / f"toy_{m}.yaml"
-        p.parent.mkdir(exist_ok=True)
-        p.write_text(yaml.safe_dump(_config(tmp_path, m, steps=3)))
-        cfgs.append((p, ["train.batch_size=8"]))
+    suite = _suite(tmp_path, {"a": ([0.1, 0.3], ["erm", "great"])})
     out = {}
     for jobs in (1, 2):
-        res = tmp_path / f"gd{jobs}.md"
-        run_great_defense_bench([0], out_dir=tmp_path / f"runs{jobs}", results=res, configs=cfgs,
-                                settings=TINY, progress=False, jobs=jobs)
-        data = json.loads(res.with_suffix(".json").read_text())
-        out[jobs] = {s: [r["robustness"]["tables"] for r in m["runs"]] for s, m in data["methods"].items()}
+        _, rows = _bench(tmp_path, suite, [0], out_dir=tmp_path / f"runs{jobs}",
+                         results=tmp_path / f"gd{jobs}.md", jobs_n=jobs)
+        out[jobs] = {k: [r["robustness"]["tables"] for r in d["runs"][k]] for k, d in rows.items()}
     assert out[1] == out[2]
 
 
-def test_bench_max_seeds_limits_a_config_and_marks_its_cells(tmp_path):
-    from gradversary.bench.great_defense import Suite
-
-    specs = []
-    for m in ("erm", "great"):
-        p = tmp_path / "cfg" / f"a_{m}.yaml"
-        p.parent.mkdir(exist_ok=True)
-        p.write_text(yaml.safe_dump(_config(tmp_path, m, steps=2)))
-        specs.append((p, ["train.batch_size=8"]))
-    small = dataclasses.replace(TINY, eps=[0.2], curve_eps=[0.2])
-    res = tmp_path / "gd.md"
-    run_great_defense_bench([0, 1], out_dir=tmp_path / "runs", results=res, progress=False,
-                            suites=[Suite("one", "One", specs, small, max_seeds={"a_great": 1})])
-    data = json.loads(res.with_suffix(".json").read_text())
-    assert [r["seed"] for r in data["methods"]["a_great"]["runs"]] == [0]
-    assert [r["seed"] for r in data["methods"]["a_erm"]["runs"]] == [0, 1]
+def test_bench_max_seeds_limits_a_row_and_marks_its_cells(tmp_path):
+    suite = _suite(tmp_path, {"a": ([0.2], ["erm", "great"])}, steps=2, max_seeds={"great": 1})
+    text, rows = _bench(tmp_path, suite, [0, 1])
+    assert [r["seed"] for r in rows["a_great"]["runs"]["a_great"]] == [0]
+    assert [r["seed"] for r in rows["a_erm"]["runs"]["a_erm"]] == [0, 1]
     assert not (tmp_path / "runs" / "full" / "a_great" / "a_great-s1").exists()
-    great_row = next(line for line in res.read_text().splitlines() if line.startswith("| GREAT |"))
-    erm_row = next(line for line in res.read_text().splitlines() if line.startswith("| Baseline (ERM) |"))
+    great_row = next(line for line in text.splitlines() if line.startswith("| GREAT |"))
+    erm_row = next(line for line in text.splitlines() if line.startswith("| Baseline (ERM) |"))
     assert "(n=1)" in great_row and "(n=" not in erm_row
 
 
 def test_paper_ordering_verdicts_follow_the_margins():
-    from gradversary.bench.great_defense import _ordering
+    from gradversary.bench.great import ordering
 
     base = {"fgsm": 10.0, "ifgsm": 2.0, "pgd_strong": 0.0, "worst_case": 0.0}
     means = {"erm": base,
@@ -208,11 +190,11 @@ def test_paper_ordering_verdicts_follow_the_margins():
              "ce": {"fgsm": 15.0, "ifgsm": 30.0, "pgd_strong": 5.0, "worst_case": 3.0},
              "g": {"fgsm": 50.0, "ifgsm": 11.0}}
     methods = {"erm": "erm", "gg": "great_greace", "ce": "greace", "g": "great", "g2": "great"}
-    text = _ordering(means, methods)
+    text = ordering(means, methods, {k: k for k in methods})
     assert len(text) == 3
     assert "**holds** (FGSM +50.0, iFGSM +38.0 points); the honest columns **disagree**" in text[0]
     assert "**does not hold** (FGSM +5.0, iFGSM +28.0 points); the honest columns agree" in text[1]
     assert "weak against iFGSM" in text[2] and "**holds** (iFGSM +9.0 points)" in text[2]
     means["g"]["ifgsm"] = 12.0
-    assert "**does not hold**" in _ordering(means, methods)[2]
-    assert _ordering({"g": means["g"]}, {"g": "great"}) == []  # no baseline: no verdicts
+    assert "**does not hold**" in ordering(means, methods, {k: k for k in methods})[2]
+    assert ordering({"g": means["g"]}, {"g": "great"}, {"g": "g"}) == []  # no baseline: no verdicts

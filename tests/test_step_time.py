@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from gradversary.bench.step_time import interleaved_step_times
+from gradversary.analysis.step_time import interleaved_step_times
 
 
 class _Fake:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "read_metrics", "default_mode"]
+__all__ = ["atomic_write_text", "read_metrics", "default_mode", "git_commit"]
 
 
 def default_mode() -> int:
@@ -49,3 +51,26 @@ def read_metrics(path: str | os.PathLike, kind: str | None = None) -> list[dict[
         if kind is None or rec.get("kind") == kind:
             out.append(rec)
     return out
+
+
+def git_commit() -> str:
+    """The commit of the code this process runs (with ``-dirty`` when the tree had changes),
+    or ``unknown``.
+
+    Read once per working directory and process, at the first call: a benchmark calls it when
+    it starts, so the files it writes itself (plots, before the results header) cannot mark
+    the tree dirty, and a commit made while it runs is not credited with its results.
+    """
+    return _commit_at(os.getcwd())
+
+
+@functools.cache
+def _commit_at(cwd: str) -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, check=True, cwd=cwd).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, cwd=cwd).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

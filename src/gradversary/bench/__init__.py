@@ -1,5 +1,6 @@
-"""Benchmarks and comparisons composed from the engine and reports."""
+"""Benchmarks: one runner over suites declared as data, and recipe comparisons."""
 
+from . import dann, great  # noqa: F401 - register the suites' tables and stages
 from .compare import run_comparison
 from .recipes import RECIPES, Recipe
 

@@ -1,18 +1,16 @@
 """Run records: the small part of a finished benchmark run worth keeping with the results.
 
-A benchmark such as ``bench dann`` at full size costs more CPU hours than one working session
-has, and run directories (checkpoints, logs) live on one machine. A *record* keeps what the
-results table needs of one run, its summary, beside the resolved config that made it and the
-commit and command that ran it, as one small JSON file under ``docs/results/<stem>_runs/``:
+A benchmark at full size costs more CPU hours than one working session has, and run
+directories (checkpoints, logs) live on one machine. A *record* keeps what the results table
+needs of one run, its summary, beside the resolved config that made it and the commit and
+command that ran it, as one small JSON file under ``docs/results/<stem>_runs/``:
 
-    <records>/<variant>/<row>/<cell>.json      {"config", "summary", "commit", "command", ...}
-    <records>/<grid variant>/<row>/<grid>.json  a hyper-parameter search's cache file, verbatim
+    <records>/<variant>/<row>/<cell>.json       {"config", "summary", "commit", "command", ...}
+    <records>/<variant>/<row>/<name>.json       a stage's file (a grid search's cache, an
+                                                evaluation), verbatim
 
-The commit is that of the invocation that wrote the record: the one that made the run, for
-runs made since records exist (a run directory from before is recorded when first tabulated).
-A record is reused only for the same resolved config (re-resolved, as for run directories,
-so an option added since then compares equal at its default), and the results file says how
-many cells came from records and from which commits. Records are written atomically and a
+A record is reused only for the same resolved config (:func:`same_config`: re-resolved, so an
+option added since then compares equal at its default). Records are written atomically and a
 record is never replaced by a run of another config: a changed config starts a fresh record
 only when its run has finished.
 """
@@ -28,12 +26,13 @@ import yaml
 from ..engine.config import resolve_config
 from ..io import atomic_write_text
 
-__all__ = ["RunRecords", "canonical_config"]
+__all__ = ["RunRecords", "canonical_config", "same_config"]
 
 
 def canonical_config(cfg: Any) -> dict:
     """A config (``Config`` or a dict as saved) as a plain dict, re-resolved and without the
-    keys that do not change a run's results (the progress bar).
+    keys that set how fast a run goes, not what it computes (the progress bar, the thread
+    count: ``train.threads`` became ``auto`` by default after most records were made).
 
     Raises:
         ValueError: a saved config that no longer resolves.
@@ -41,8 +40,21 @@ def canonical_config(cfg: Any) -> dict:
     d = cfg if isinstance(cfg, dict) else cfg.to_dict()
     d = resolve_config(yaml.safe_load(yaml.safe_dump(d, sort_keys=False)), []).to_dict()
     d = yaml.safe_load(yaml.safe_dump(d, sort_keys=False))
-    d.get("train", {}).pop("progress", None)
+    for key in ("progress", "threads"):
+        d.get("train", {}).pop(key, None)
     return d
+
+
+def same_config(saved: Any, cfg: Any) -> bool:
+    """Whether ``saved`` (a config, a dict, or a run directory's ``config.yaml`` path) is the
+    resolved config ``cfg``: the one "is this the same config?" test of the benchmarks. A
+    missing, unreadable or no longer valid config is not a match."""
+    try:
+        if isinstance(saved, Path):
+            saved = yaml.safe_load(saved.read_text())
+        return canonical_config(saved) == canonical_config(cfg)
+    except Exception:  # noqa: BLE001 - an unreadable or outdated config is simply not a match
+        return False
 
 
 class RunRecords:
@@ -51,57 +63,36 @@ class RunRecords:
     def __init__(self, root: str | Path | None):
         self.root = None if root is None else Path(root)
 
-    def _path(self, variant: str, row: str, cell: str) -> Path:
-        return self.root / variant / row / f"{cell}.json"
+    def path(self, variant: str, row: str, name: str) -> Path | None:
+        """Where a record or a stage's file ``name`` (without ``.json``) lives."""
+        return None if self.root is None else self.root / variant / row / f"{name}.json"
 
     def get(self, variant: str, row: str, cell: str, cfg: Any) -> dict | None:
         """The recorded summary of ``cell`` if it was made with the same resolved config as
         ``cfg``, annotated with ``record`` (commit, command, path); else ``None``."""
-        if self.root is None:
-            return None
-        path = self._path(variant, row, cell)
-        if not path.exists():
-            return None
-        try:
-            rec = json.loads(path.read_text())
-            same = canonical_config(rec["config"]) == canonical_config(cfg)
-        except Exception:  # noqa: BLE001 - an unreadable or outdated record is simply not a match
-            return None
-        if not same:
+        rec = self.read(variant, row, cell)
+        if rec is None or "config" not in rec or not same_config(rec["config"], cfg):
             return None
         origin = {k: rec.get(k) for k in ("commit", "command", "imported")}
-        return {**rec["summary"], "record": {**origin, "path": str(path)}}
+        return {**rec["summary"], "record": {**origin, "path": str(self.path(variant, row, cell))}}
 
     def put(self, variant: str, row: str, cell: str, cfg: Any, summary: dict, commit: str,
-            command: str, **extra: Any) -> Path | None:
+            command: str, **extra: Any) -> None:
         """Record a finished run (its summary without any ``record`` annotation)."""
-        if self.root is None:
-            return None
         clean = {k: v for k, v in summary.items() if k != "record"}
-        rec = {"commit": commit, "command": command, **extra, "config": canonical_config(cfg),
-               "summary": clean}
-        path = self._path(variant, row, cell)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(rec, indent=1, sort_keys=False) + "\n")
-        return path
+        self.write(variant, row, cell, {"commit": commit, "command": command, **extra,
+                                        "config": canonical_config(cfg), "summary": clean})
 
-    def restore_file(self, variant: str, row: str, name: str, dest: Path) -> bool:
-        """Copy a recorded file (a grid cache) to ``dest`` when ``dest`` is missing."""
-        if self.root is None or dest.exists():
-            return False
-        src = self.root / variant / row / name
-        if not src.exists():
-            return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(dest, src.read_text())
-        return True
+    def read(self, variant: str, row: str, name: str) -> dict | None:
+        """A recorded JSON file, or ``None`` (records off, missing or unreadable)."""
+        path = self.path(variant, row, name)
+        try:
+            return json.loads(path.read_text()) if path is not None else None
+        except (OSError, ValueError):
+            return None
 
-    def keep_file(self, variant: str, row: str, src: Path) -> None:
-        """Record a file (a grid cache) verbatim, replacing an older copy."""
-        if self.root is None or not src.exists():
-            return
-        dest = self.root / variant / row / src.name
-        if dest.exists() and dest.read_text() == src.read_text():
-            return
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(dest, src.read_text())
+    def write(self, variant: str, row: str, name: str, data: dict) -> None:
+        """Record ``data`` as ``name`` (replacing an older copy); nothing when records are off."""
+        path = self.path(variant, row, name)
+        if path is not None and self.read(variant, row, name) != data:
+            atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")

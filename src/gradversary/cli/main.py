@@ -52,38 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--data-root", default=None, help="dataset folder")
 
-    p = sub.add_parser("bench", help="run a benchmark table and write docs/results/")
-    p.add_argument("suite", choices=list(BENCH_SUITES),
-                   help="benchmark suite")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="processes of one thread each for the runs, grid searches and evaluations "
-                        "(default: one per CPU core)")
-    p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
-    p.add_argument("--seeds", type=_seed_list, default=None,
-                   help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, "
-                        "(default 3; 1 with --quick)")
-    p.add_argument("--only", default=None, help="glob on row names, e.g. 'amazon_*' or mnist_mnistm")
-    p.add_argument("--report-only", action="store_true",
-                   help="dann: train nothing; tabulate the finished runs (missing seeds show n)")
-    p.add_argument("--select", default="dev", choices=["dev", "dev_cv", "iwcv", "source_val"],
-                   help="checkpoint selection criterion (no target labels)")
-    p.add_argument("--select-rule", default="min", choices=["min", "one_se"],
-                   help="dann: the lowest estimated risk, or the latest checkpoint within one "
-                        "standard error of it; runs under another criterion or rule are kept "
-                        "apart (<out-dir>/full-<criterion>[-<rule>]), grid choices shared")
-    p.add_argument("--no-records", action="store_true",
-                   help="dann: keep no run records beside the results (<results stem>_runs/), "
-                        "and take no run from them")
-    p.add_argument("--import-records", default=None, metavar="JSON",
-                   help="dann: turn an earlier results JSON (written before records existed) "
-                        "into run records, where the row configs are unchanged since it; then stop")
-    p.add_argument("--out-dir", default=None, help="where runs are kept (and reused); default "
-                                                    "runs/bench/dann or runs/bench/great_defense")
-    p.add_argument("--results", default=None, help="results file (default docs/results/<suite>.md, "
-                                                    "or <suite>_quick.md with --quick)")
-    p.add_argument("--config-dir", default=None, help="folder of the row configs (default "
-                                                      "configs/dann or configs/great)")
-    _add_common(p)
+    p = sub.add_parser("bench", help="run a benchmark suite (configs/bench/<suite>.yaml) and "
+                                     "write docs/results/; `bench list` shows the suites")
+    suites = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    suites.add_parser("list", help="list the benchmark suites")
+    for name, summary in _bench_suites().items():
+        _add_bench_suite(suites.add_parser(name, help=summary), name)
 
     p = sub.add_parser("attack", help="robustness of a trained run: GREAT's Table 1, PGD, Square, "
                                       "transfer, worst case and gradient-masking checks")
@@ -233,80 +207,70 @@ def _command_line() -> str:
     return "gradversary " + " ".join(sys.argv[1:])
 
 
-def _bench_dann(args, seeds, results):
-    from ..bench.dann import import_records, run_dann_bench
+def _bench_suites() -> dict[str, str]:
+    from ..bench.runner import list_suites
 
-    if args.import_records:
-        counts = import_records(args.import_records, args.config_dir or "configs/dann")
-        print(f"records: {counts['imported']} runs imported, {counts['skipped']} skipped "
-              "(config files changed since, or no such row)")
-        return None
-    return run_dann_bench(seeds, args.out_dir or "runs/bench/dann", results, args.quick,
-                          args.only, args.select, args.config_dir or "configs/dann",
-                          args.data_root, not args.no_progress, command=_command_line(),
-                          report_only=args.report_only, jobs=args.jobs, select_rule=args.select_rule,
-                          records=not args.no_records)
+    try:
+        return list_suites()
+    except GradversaryError:
+        return {}
 
 
-def _bench_great_defense(args, seeds, results):
-    from ..bench.great_defense import run_great_defense_bench
+def _add_bench_suite(p: argparse.ArgumentParser, name: str) -> None:
+    """The options every suite has, then the suite's own (from its spec)."""
+    from ..bench.runner import load_suite
 
-    return run_great_defense_bench(
-        seeds, args.out_dir or "runs/bench/great_defense", results, args.quick,
-        overrides=getattr(args, "overrides", ()), only=args.only, data_root=args.data_root,
-        progress=not args.no_progress, command=_command_line(), config_dir=args.config_dir,
-        jobs=args.jobs)
-
-
-def _bench_great_distill(args, seeds, results):
-    from ..bench.great_distill import run_great_distill_bench
-
-    return run_great_distill_bench(
-        seeds, args.out_dir or "runs/bench/great_distill", results, args.quick,
-        args.config_dir or "configs/great_distill", args.data_root, not args.no_progress,
-        _command_line(), args.jobs, getattr(args, "overrides", ()))
-
-
-def _bench_great_mtl(args, seeds, results):
-    from ..bench.great_mtl import run_great_mtl_bench
-
-    return run_great_mtl_bench(
-        seeds, args.out_dir or "runs/bench/great_mtl", results, args.quick,
-        args.config_dir or "configs/great_mtl", args.only, getattr(args, "overrides", ()),
-        args.data_root, not args.no_progress, _command_line(), args.jobs)
-
-
-# suite -> (results stem, default seeds at full size, runner)
-BENCH_SUITES = {
-    "dann": ("dann", [0, 1, 2], _bench_dann),
-    "great-defense": ("great_defense", [0, 1], _bench_great_defense),
-    "great-distill": ("great_distill", [0, 1], _bench_great_distill),
-    "great-mtl": ("great_mtl", [0, 1], _bench_great_mtl),
-}
+    p.add_argument("--jobs", type=int, default=None,
+                   help="processes of one thread each for the runs, grid searches and evaluations "
+                        "(default: one per CPU core)")
+    p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, (default: the "
+                        "suite's; 0 with --quick)")
+    p.add_argument("--only", default=None, help="glob on row names, e.g. 'amazon_*' or mnist_mnistm")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing; tabulate the finished runs and records (missing seeds show n)")
+    p.add_argument("--no-records", action="store_true",
+                   help="keep no run records beside the results (<results stem>_runs/), and take "
+                        "no run from them")
+    p.add_argument("--out-dir", default=None, help="where runs are kept (and reused); default "
+                                                    "runs/bench/<results stem>")
+    p.add_argument("--results", default=None, help="results file (default docs/results/<stem>.md, "
+                                                    "or <stem>_quick.md with --quick)")
+    p.add_argument("--config-dir", default=None, help="folder the suite's config paths are under "
+                                                      "(default configs)")
+    _add_common(p)
+    for opt, o in load_suite(name).options.items():
+        p.add_argument("--" + opt.replace("_", "-"), default=o.get("default"),
+                       choices=o.get("choices"), help=o.get("help", ""))
 
 
 def _cmd_bench(args) -> int:
-    stem, full_seeds, runner = BENCH_SUITES[args.suite]
-    if args.jobs is None:
-        args.jobs = os.cpu_count() or 1
-    elif args.jobs < 1:
+    from ..bench.runner import list_suites, load_suite, run_suite
+
+    if args.suite == "list":
+        for name, summary in list_suites().items():
+            print(f"  {name:<16} {summary}")
+        return 0
+    if args.jobs is not None and args.jobs < 1:
         raise GradversaryError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.suite != "dann" and (args.import_records or args.no_records):
-        raise GradversaryError("--import-records and --no-records apply to bench dann only")
-    stem += "_quick" if args.quick else ""
-    results = args.results or f"docs/results/{stem}.md"
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else full_seeds)
+    suite = load_suite(args.suite)
+    if args.config_dir:
+        suite.config_dir = args.config_dir
     try:
-        path = runner(args, seeds, results)
+        path = run_suite(suite, args.seeds, args.quick, {k: getattr(args, k) for k in suite.options},
+                         args.only, args.out_dir, args.results, records=not args.no_records,
+                         data_root=args.data_root, jobs_n=args.jobs or os.cpu_count() or 1,
+                         progress=not args.no_progress, report_only=args.report_only,
+                         command=_command_line())
     except ValueError as e:
         raise GradversaryError(str(e)) from None
-    if path is not None:
-        print(Path(path).read_text())
+    print(Path(path).read_text())
     return 0
 
 
 def _cmd_attack(args) -> int:
-    from ..bench.robustness import RobustnessSettings, attack_run
+    from ..analysis.robustness import RobustnessSettings, attack_run
 
     given = {k: v for k, v in (("eps", args.eps), ("n", args.n)) if v is not None}
     if "n" in given:
@@ -338,7 +302,7 @@ def _cmd_attack(args) -> int:
 
 
 def _cmd_shift(args) -> int:
-    from ..bench.shift import load_sample, measure_shift
+    from ..analysis.shift import load_sample, measure_shift
 
     a = load_sample(args.a, args.data_root, args.key)
     b = load_sample(args.b, args.data_root, args.key)
@@ -359,7 +323,7 @@ def _cmd_shift(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from ..bench.analyze import analyze_runs
+    from ..analysis.features import analyze_runs
 
     path = analyze_runs(args.run_dirs, args.out, args.data_root, args.max_points,
                         embedding=args.embedding, command=_command_line())

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from ..config import apply_overrides, from_dict, to_dict
+from ..config_files import read_config_file
 from ..data.augment import AugmentConfig
 from ..data.registry import DATASETS
 from ..errors import ConfigError
@@ -245,14 +244,6 @@ def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ())
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
-    """Read a YAML config file and resolve it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if raw is not None and not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    return resolve_config(raw, overrides)
+    """Read a YAML config file (with its ``base`` files, :mod:`gradversary.config_files`) and
+    resolve it."""
+    return resolve_config(read_config_file(path), overrides)

@@ -7,10 +7,11 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..io import atomic_write_text, read_metrics
+from ..io import atomic_write_text, git_commit, read_metrics
 from .plots import curves_plot, decision_boundary_plot
 
-__all__ = ["write_run_report", "mean_std", "fmt_mean_std", "markdown_table"]
+__all__ = ["write_run_report", "mean_std", "fmt_mean_std", "markdown_table", "lookup", "provenance",
+           "provenance_lines"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -22,6 +23,36 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def fmt_mean_std(values: Sequence[float], digits: int = 3) -> str:
     m, s = mean_std(values)
     return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def lookup(summary: dict, path: str):
+    """``summary["a"]["b"]...`` for path ``a/b/...``, or None where a key is missing."""
+    node = summary
+    for key in path.split("/"):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def provenance(command: str, wall_time_s: float) -> dict:
+    """What made a results file: command, commit (read once, with ``-dirty``), wall time, versions."""
+    import platform
+
+    import torch
+
+    return {"command": command, "commit": git_commit(), "wall_time_s": round(wall_time_s, 1),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "machine": platform.machine()}
+
+
+def provenance_lines(p: dict, seeds: Sequence[int]) -> list[str]:
+    """The header list of a results file, from its :func:`provenance`."""
+    return [f"- command: `{p['command']}`", f"- commit: `{p['commit']}`",
+            f"- seeds: {', '.join(map(str, seeds))}",
+            f"- wall time of this invocation: {p['wall_time_s']:.0f} s (runs reused from earlier "
+            "invocations are not re-timed)",
+            f"- versions: Python {p['python']}, torch {p['torch']}, {p['threads']} threads, {p['machine']}"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -21,7 +21,8 @@ def have_matplotlib() -> bool:
     return True
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot with the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +37,7 @@ def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -55,7 +56,7 @@ def decision_boundary_plot(panels: Sequence[tuple[str, object]], source, target,
     if not have_matplotlib():
         log.warning("matplotlib is not installed: skipping %s (pip install gradversary[plots])", path)
         return None
-    plt = _plt()
+    plt = pyplot()
     pts = torch.cat([source.x, target.x])
     lo, hi = pts.min(0).values - 0.5, pts.max(0).values + 0.5
     gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], resolution),
@@ -86,7 +87,7 @@ def curves_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], p
     """Line plot of named (steps, values) series; ``None`` without matplotlib."""
     if not have_matplotlib():
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, (xs, ys) in series.items():
         ax.plot(xs, ys, label=name)
@@ -135,7 +136,7 @@ def feature_embedding_plot(panels: Sequence[tuple[str, object, object]], path: s
     if not have_matplotlib():
         log.warning("matplotlib is not installed: skipping %s", path)
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.3), squeeze=False)
     for ax, (title, fs, ft) in zip(axes[0], panels):
         fs, ft = torch.as_tensor(fs), torch.as_tensor(ft)

@@ -63,7 +63,7 @@ from ..report.markdown import markdown_table
 from ..report.plots import have_matplotlib
 
 __all__ = ["RobustnessSettings", "COLUMNS", "evaluate_model", "attack_run", "load_or_attack",
-           "accuracy_vs_eps_plot", "saliency_maps", "saliency_plot"]
+           "accuracy_vs_eps_plot", "compare_plots", "saliency_maps", "saliency_plot", "subsample"]
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class RobustnessSettings:
                 f"fooled at its first successful iterate and stops there")
 
 
-def _subsample(x: Tensor, y: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
+def subsample(x: Tensor, y: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
     if n >= len(y):
         return x, y
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
@@ -279,9 +279,9 @@ def accuracy_vs_eps_plot(curves: dict[str, dict[str, dict[float, float]]], path:
     """
     if not have_matplotlib():
         return None
-    from ..report.plots import _plt, save_figure
+    from ..report.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     attacks = [a for a in CURVE_ATTACKS if any(a in c for c in curves.values())]
     fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks), 3.2), sharey=True,
                              squeeze=False)
@@ -308,9 +308,9 @@ def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: st
     """
     if not have_matplotlib():
         return None
-    from ..report.plots import _plt, save_figure
+    from ..report.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     n, rows = images.shape[0], 1 + len(panels)
     fig, axes = plt.subplots(rows, n, figsize=(1.3 * n + 1.2, 1.3 * rows), squeeze=False)
     imgs = images.detach().cpu().numpy()
@@ -327,6 +327,41 @@ def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: st
         ax.set_xticks([])
         ax.set_yticks([])
     return save_figure(fig, path)
+
+
+def compare_plots(runs: dict[str, list[tuple[Path, dict]]], settings: RobustnessSettings, stem: Path,
+                  title: str, data_root: str | None = None) -> dict[str, str]:
+    """Accuracy against eps (mean over each model's runs) and saliency maps (each model's first
+    run, on the same test images) of several models, as ``<stem>_eps.png`` and
+    ``<stem>_saliency.png``; returns the names of the files written.
+
+    Args:
+        runs: model label -> ``(run directory, its evaluation)`` pairs; the evaluation as
+            :func:`load_or_attack` returns it (its ``curve`` is read).
+    """
+    from ..engine.trainer import Trainer
+
+    curves: dict[str, dict] = {}
+    for label, pairs in runs.items():
+        c = curves.setdefault(label, {})
+        for _, ev in pairs:
+            for attack, pts in ev["curve"].items():
+                for e, a in pts.items():
+                    c.setdefault(attack, {}).setdefault(float(e), []).append(a)
+    curves = {t: {a: {e: sum(v) / len(v) for e, v in p.items()} for a, p in c.items()} for t, c in curves.items()}
+    eps_png, sal_png = stem.with_name(stem.name + "_eps.png"), stem.with_name(stem.name + "_saliency.png")
+    if not accuracy_vs_eps_plot(curves, eps_png, title):
+        return {}
+    s, panels, images = settings, [], None
+    for label, pairs in runs.items():
+        tr = Trainer.from_run_dir(pairs[0][0], data_root)
+        ev = tr.task.eval[s.split or ("target_test" if "target_test" in tr.task.eval else "source_test")]
+        x, y = subsample(ev.x, ev.y, s.n, s.seed)
+        images, y = x[:s.n_saliency].to(tr.device), y[:s.n_saliency].to(tr.device).long()
+        with tr.deployed() as m:
+            panels.append((label, saliency_maps(m.model, images, y)))
+    saved = s.n_saliency and saliency_plot(images, panels, sal_png)
+    return {"accuracy_vs_eps": eps_png.name, **({"saliency": sal_png.name} if saved else {})}
 
 
 # ----------------------------------------------------------------------------- one run
@@ -365,8 +400,8 @@ def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str
     if split not in task.eval:
         raise DataError(f"run {str(run_dir)!r} has no split {split!r}; it has {', '.join(task.eval)}")
     dev = trainer.device
-    x, y = _subsample(task.eval[split].x, task.eval[split].y, settings.n, settings.seed)
-    xt, yt = _subsample(task.source.x, task.source.y, settings.n_train, settings.seed + 1)
+    x, y = subsample(task.eval[split].x, task.eval[split].y, settings.n, settings.seed)
+    xt, yt = subsample(task.source.x, task.source.y, settings.n_train, settings.seed + 1)
     x, y, xt, yt = x.to(dev), y.to(dev).long(), xt.to(dev), yt.to(dev).long()
     with ExitStack() as stack:
         model = stack.enter_context(trainer.deployed()).model

@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 
 from ..engine.trainer import Trainer
-from ..io import atomic_write_text
+from ..io import atomic_write_text, git_commit
 from ..report.markdown import markdown_table
 from ..report.plots import feature_embedding_plot
 from ..selection.pad import proxy_a_distance
-from .compare import git_commit
 
 __all__ = ["analyze_runs"]
 

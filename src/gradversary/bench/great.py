@@ -1,0 +1,350 @@
+"""The GREAT suites' own pieces (Sinha et al., "Gradient Adversarial Training of Neural
+Networks", arXiv:1806.08028): their tables, the robustness evaluation stage and step timing.
+
+The suites are data: ``configs/bench/great_defense.yaml`` (Table 1 layout plus honest
+attacks and gradient-masking checks), ``great_mtl.yaml`` (Table 4) and ``great_distill.yaml``
+(Table 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from pathlib import Path
+
+from ..analysis.mtl import GAL_PLOTS, gal_plots
+from ..analysis.robustness import COLUMNS, RobustnessSettings, compare_plots, load_or_attack
+from ..analysis.step_time import interleaved_step_times
+from ..config_files import read_config_file
+from ..engine.trainer import Trainer
+from ..report.markdown import fmt_mean_std, markdown_table, mean_std
+from .parallel import map_jobs
+from .runner import STAGES, TABLES, BenchRun
+
+__all__ = ["ORDER_MARGIN", "defense_table", "distill_table", "mtl_table", "ordering", "sparse_verdict"]
+
+# "far above" / "weak": the margin, in accuracy points, used by the paper-ordering verdicts
+ORDER_MARGIN = 10.0
+_KEEP = ("split", "step", "transfer_from", "tables", "curve", "zero_gradient_share", "checks", "wall_time_s")
+
+
+def _settings(run: BenchRun, group) -> RobustnessSettings:
+    if run.quick:
+        return RobustnessSettings.quick(**group.options.get("quick_evaluate", {}))
+    return RobustnessSettings(**group.options.get("evaluate", {}))
+
+
+@STAGES.register("robustness")
+class Robustness:
+    """After training: every run's deployed model under GREAT's Table 1 attacks, PGD, Square,
+    transfer from the ERM run of its group and seed, and the gradient-masking checks
+    (:mod:`gradversary.analysis.robustness`); kept in the run directory and in the records, and
+    reused while the settings are unchanged. Plots of each group (not with ``report_only``)."""
+
+    def after(self, run: BenchRun) -> dict:
+        todo, keep = [], []
+        for j in run.jobs:
+            s = dataclasses.asdict(_settings(run, run.group_of(j)))
+            saved = run.records.read(run.variant, j.row, j.cell + ".robustness")
+            if (j.run_dir / "checkpoints" / "last.pt").exists() and not run.report_only:
+                base = next((b for b in run.jobs if b.seed == j.seed and b.summary.get("method") == "erm"
+                             and run.group_of(b) is run.group_of(j)), None)
+                todo.append((j, (j.run_dir, RobustnessSettings(**s), run.data_root,
+                                 base.run_dir if base is not None and base is not j else None, run.command)))
+            elif saved is not None and saved["settings"] == s:
+                j.extra["robustness"] = saved["robustness"]
+            else:
+                continue  # never evaluated with these settings: nothing to show
+            keep.append(j)
+        for (j, args), ev in zip(todo, map_jobs(load_or_attack, [a for _, a in todo], run.jobs_n,
+                                                "attacks", run.progress)):
+            j.extra["robustness"] = {k: ev[k] for k in _KEEP}
+            run.records.write(run.variant, j.row, j.cell + ".robustness",
+                              {"settings": dataclasses.asdict(args[1]), "robustness": j.extra["robustness"]})
+        run.jobs = keep
+        out = {}
+        for gname, group in run.suite.groups.items():
+            jobs = [j for j in keep if run.group_of(j) is group]
+            if jobs:
+                out[gname] = {"settings": dataclasses.asdict(_settings(run, group)),
+                              "plots": _plots(run, gname, jobs)}
+        return out
+
+
+def _plots(run: BenchRun, gname: str, jobs) -> dict[str, str]:
+    """Accuracy against eps and saliency maps of the group's rows (the plot files already
+    beside the results with ``report_only``)."""
+    stem = run.results.with_name(run.results.stem + f"_{gname}")
+    if run.report_only:
+        return {k: f"{stem.name}_{s}.png" for k, s in (("accuracy_vs_eps", "eps"), ("saliency", "saliency"))
+                if stem.with_name(f"{stem.name}_{s}.png").exists()}
+    titles = {r.name: r.title for r in run.suite.rows}
+    runs: dict[str, list] = {}
+    for j in jobs:
+        runs.setdefault(titles[j.row], []).append((j.run_dir, j.extra["robustness"]))
+    return compare_plots(runs, _settings(run, run.group_of(jobs[0])), stem,
+                         f"mean over seeds {', '.join(map(str, run.seeds))}", run.data_root)
+
+
+@STAGES.register("step_time")
+class StepTime:
+    """After training: the median step time of each row, the rows' steps interleaved in this
+    process on one thread (:func:`~gradversary.analysis.step_time.interleaved_step_times`),
+    from the first seed's config plus ``settings.step_time.overrides``; ``same_batch``: every
+    row steps on the first row's batch. Recorded; read back with ``report_only``."""
+
+    def after(self, run: BenchRun) -> dict:
+        if run.report_only:
+            return run.records.read(run.variant, "suite", "step_time") or {}
+        o = run.suite.settings.get("step_time", {})
+        over = [*o.get("overrides", []), *(o.get("quick_overrides", []) if run.quick else [])]
+        first = {}
+        for j in run.jobs:
+            if j.row in o.get("rows", [r.name for r in run.suite.rows]):
+                first.setdefault(j.row, j)
+        trainers = {}
+        for row, j in first.items():
+            cfg = j.resolve(over)
+            cfg.train.progress = False
+            trainers[row] = Trainer(cfg, data_root=run.data_root, persist=False)
+        batch = next(iter(trainers.values()))._next_batch() if o.get("same_batch") else None
+        sps = interleaved_step_times(trainers, o.get("steps", 8), batch)
+        out = {"seconds_per_step": sps, "steps": o.get("steps", 8), "threads": 1,
+               "batch_size": None if batch is None else int(batch.y_s.shape[0])}
+        run.records.write(run.variant, "suite", "step_time", out)
+        return out
+
+
+# ----------------------------------------------------------------------------- defense
+def _cell(runs: list[dict], eps: str, col: str, expected: int = 0) -> tuple[str, float | None]:
+    """Mean ± std of one column over the runs; "(n=k)" when fewer than ``expected`` seeds ran."""
+    vals = [100 * t[col] for r in runs if col in (t := r["robustness"]["tables"][eps])]
+    if not vals:
+        return "–", None
+    return fmt_mean_std(vals, 1) + (f" (n={len(vals)})" if len(vals) < expected else ""), mean_std(vals)[0]
+
+
+def ordering(means: dict[str, dict], methods: dict[str, str], labels: dict[str, str]) -> list[str]:
+    """Whether the paper's Table 1 ordering holds at one eps: GRE(AT+CE) and GREACE far above
+    the baseline under FGSM and iFGSM, GREAT alone weak against iFGSM; and whether the honest
+    columns (PGD strong, worst case) agree. One sentence per claim, each with its figures."""
+    by_method = {}
+    for row, name in methods.items():
+        if row in means:  # the first row of a method (the unnormalised one) stands for it
+            by_method.setdefault(name, row)
+    if "erm" not in by_method:
+        return []
+    b, out = means[by_method["erm"]], []
+    for name in ("great_greace", "greace"):
+        if (row := by_method.get(name)) is None:
+            continue
+        m = means[row]
+        gaps = {c: m[c] - b[c] for c in ("fgsm", "ifgsm") if m.get(c) is not None and b.get(c) is not None}
+        if len(gaps) < 2:
+            continue
+        holds = all(g >= ORDER_MARGIN for g in gaps.values())
+        honest = {c: m[c] - b[c] for c in ("pgd_strong", "worst_case") if m.get(c) is not None and b.get(c) is not None}
+        text = (f"{labels[row]} far above the baseline under FGSM and iFGSM (by at least "
+                f"{ORDER_MARGIN:g} points): **{'holds' if holds else 'does not hold'}** "
+                f"(FGSM {gaps['fgsm']:+.1f}, iFGSM {gaps['ifgsm']:+.1f} points)")
+        if honest:
+            agree = all(g >= ORDER_MARGIN for g in honest.values()) == holds
+            text += ("; the honest columns " + ("agree" if agree else "**disagree**") + " ("
+                     + ", ".join(f"{COLUMNS[c]} {g:+.1f}" for c, g in honest.items()) + ")")
+        out.append(text + ".")
+    row = by_method.get("great")
+    if row is not None and means[row].get("ifgsm") is not None and b.get("ifgsm") is not None:
+        gap = means[row]["ifgsm"] - b["ifgsm"]
+        out.append(f"GREAT alone weak against iFGSM (less than {ORDER_MARGIN:g} points above the "
+                   f"baseline): **{'holds' if gap < ORDER_MARGIN else 'does not hold'}** (iFGSM {gap:+.1f} points).")
+    return out
+
+
+def _verdicts(runs: list[dict]) -> dict[str, tuple[str, list[str]]]:
+    """check name -> (aggregated verdict over seeds and eps, reasons of the failures)."""
+    seen: dict[str, dict] = {}
+    for r in runs:
+        for eps, checks in r["robustness"]["checks"].items():
+            for c in checks:  # a check that does not depend on eps counts once a seed
+                seen.setdefault(c["name"], {}).setdefault(
+                    (r["seed"], c["reason"]), (c["passed"], f"seed {r['seed']}, eps {float(eps):g}: {c['reason']}"))
+    agg = {}
+    for name, items in seen.items():
+        fails = [why for ok, why in items.values() if ok is False]
+        measured = [ok for ok, _ in items.values() if ok is not None]
+        agg[name] = ((f"FAIL {len(fails)}/{len(measured)}", fails) if fails else
+                     ("pass", []) if measured else ("skip", []))
+    return agg
+
+
+@TABLES.register("great_defense")
+def defense_table(data: dict, suite) -> list[str]:
+    """One section a group: a table an eps, FGSM-overstatement and paper-ordering sentences,
+    the gradient-masking checks and the figures."""
+    lines = [suite.notes["intro"], ""]
+    for gname, group in suite.groups.items():
+        rows = {k: d for k, d in data["rows"].items() if d["group"] == gname}
+        if not rows:
+            continue
+        runs = {k: [r for rs in d["runs"].values() for r in rs] for k, d in rows.items()}
+        labels = {k: d["title"] for k, d in rows.items()}
+        methods = {k: rs[0]["method"] for k, rs in runs.items()}
+        stage = data["stages"]["robustness"][gname]
+        cfgs = [f"`{suite.config_dir}/{c.config}`" for r in suite.rows if r.name in rows for c in r.cells.values()]
+        lines += [f"## {group.title}", "", group.note, "", "- configs: " + ", ".join(cfgs),
+                  f"- evaluation: {RobustnessSettings(**stage['settings']).describe()}", ""]
+        first = next(iter(runs.values()))[0]["robustness"]["tables"]
+        n = max(len(v) for v in runs.values())
+        cols = [c for c in COLUMNS if any(c in r["robustness"]["tables"][e] for rs in runs.values() for r in rs for e in first)]
+        for eps in first:
+            table, means = [], {}
+            for k, rs in runs.items():
+                cells = [_cell(rs, eps, c, n) for c in cols]
+                means[k] = {c: m for c, (_, m) in zip(cols, cells)}
+                table.append([labels[k], *(t for t, _ in cells)])
+            lines += [f"### eps = {float(eps):g}", "", markdown_table(["method", *(COLUMNS[c] for c in cols)], table)]
+            gaps = []
+            for k, m in means.items():
+                honest = min((m[c] for c in ("pgd", "pgd_strong", "pgd_dlr", "square", "transfer", "worst_case")
+                              if m.get(c) is not None), default=None)
+                if m.get("fgsm") is not None and honest is not None and m["fgsm"] - honest > 10:
+                    gaps.append(f"{labels[k]} ({m['fgsm']:.1f} under FGSM, {honest:.1f} at worst)")
+            if gaps:
+                lines += [suite.notes["fgsm_gap"] + ": " + "; ".join(gaps) + ".", ""]
+            if order := ordering(means, methods, labels):
+                lines += ["The paper's ordering at this eps:", "", *(f"- {o}" for o in order), ""]
+        lines += _checks(runs, methods, labels, suite.notes)
+        if stage["plots"]:
+            lines += ["### Figures", "", *(x for k, f in stage["plots"].items() for x in (f"![{k}]({f})", ""))]
+    return lines
+
+
+def _checks(runs: dict, methods: dict, labels: dict, notes: dict) -> list[str]:
+    verdicts = {k: _verdicts(rs) for k, rs in runs.items()}
+    names = list(dict.fromkeys(n for v in verdicts.values() for n in v))
+    lines = ["### Gradient-masking checks", "", notes["checks"], "",
+             markdown_table(["method", "zero-gradient share", *names],
+                            [[labels[k], "%.1f%%" % (100 * max(r["robustness"]["zero_gradient_share"] for r in rs)),
+                              *(verdicts[k].get(n, ("–", []))[0] for n in names)] for k, rs in runs.items()])]
+    passing = [labels[k] for k in runs if not any(v.startswith("FAIL") for v, _ in verdicts[k].values())]
+    failing = {k: f for k in runs if (f := [n for n, (v, _) in verdicts[k].items() if v.startswith("FAIL")])}
+    text = "Methods that pass every measured check: " + (", ".join(passing) or "none") + ". "
+    if failing:
+        text += notes["masking"].format("; ".join(f"{labels[k]} ({', '.join(f)})" for k, f in failing.items()))
+    else:
+        text += "No method shows signs of gradient masking under these attacks."
+    if great := [k for k in runs if methods[k] == "great"]:
+        text += " " + notes["great_alone"] + " " + ("fails at least one check." if any(k in failing for k in great)
+                                        else "passes every measured check.")
+    lines += [text, ""]
+    for k, f in failing.items():
+        lines += [f"{labels[k]}:", "", *(f"- `{n}`: {why}" for n in f for why in verdicts[k][n][1][:3]), ""]
+    return lines
+
+
+# ----------------------------------------------------------------------------- multi-task
+_MTL = {"class_err": ("class % error", 1), "colour_rmse": ("colour", 3), "edge_rmse": ("edge", 3),
+        "autoencoder_rmse": ("autoencoder", 3)}
+
+
+@TABLES.register("great_mtl")
+def mtl_table(data: dict, suite) -> list[str]:
+    """Table 4's layout beside the paper's, GREAT against GradNorm, step times, figures."""
+    rows = data["rows"]
+    vals = {k: {c: [r["final"][f"test_{c}"] for rs in d["runs"].values() for r in rs] for c in _MTL}
+            for k, d in rows.items()}
+    head = ["method", *(h for h, _ in _MTL.values())]
+    tol = suite.settings["verdict"]["tolerance"]
+    lines = [suite.notes["intro"], "", "## Table 4 layout", "",
+             markdown_table(head, [[d["title"], *(fmt_mean_std(vals[k][c], dg) for c, (_, dg) in _MTL.items())]
+                                   for k, d in rows.items()]),
+             "The paper's Table 4 (CIFAR-10, for reference):", "",
+             markdown_table(head, [[d["title"], *(f"{d['paper'][c]:g}" for c in _MTL)] for d in rows.values()])]
+    if "great_mtl" in vals and "gradnorm" in vals:
+        cols = {}
+        for c, (kind, t) in tol.items():
+            g, n = mean_std(vals["great_mtl"][c])[0], mean_std(vals["gradnorm"][c])[0]
+            cols[c] = "better" if g <= n else ("close" if g - n <= (t if kind == "abs" else t * n) else "worse")
+        worse = [_MTL[c][0] for c, v in cols.items() if v == "worse"]
+        detail = ", ".join(f"{_MTL[c][0]} {v}" for c, v in cols.items())
+        verdict = (suite.notes["worse"].format(", ".join(worse), detail) if worse
+                   else suite.notes["holds"].format(detail))
+    else:
+        verdict = "GREAT or GradNorm was not run: no verdict."
+    close = ", ".join(f"{_MTL[c][0]} " + (f"{t:g} points" if k == "abs" else f"{100 * t:g}%") for c, (k, t) in tol.items())
+    t = data["stages"].get("step_time", {}).get("seconds_per_step", {})
+    base = t.get("equal")
+    lines += [verdict + f" Close: within {close} of GradNorm's mean.", "", "## Step time", "", suite.notes["step_time"], "",
+              markdown_table(["method", "ms / step", "ratio to Equal"],
+                             [[rows[k]["title"], f"{1000 * v:.0f}", f"{v / base:.2f}" if base else "–"] for k, v in t.items()])]
+    if "great_mtl" in t and base:
+        lines += [f"GREAT-MTL / equal weighting step-time ratio: **{t['great_mtl'] / base:.2f}**.", ""]
+    plots = data["stages"].get("mtl_plots", {})
+    return lines + (["## Figures", "", *(f"![{k}]({v})\n" for k, v in plots.items())] if plots else [])
+
+
+@STAGES.register("mtl_plots")
+class MTLPlots:
+    """After training: GREAT-MTL's task-classifier accuracy and GAL weights over training,
+    read from its runs' metrics (the files beside the results with ``report_only``)."""
+
+    def after(self, run: BenchRun) -> dict:
+        stem = run.results.with_name(run.results.stem)
+        jobs = [j for j in run.jobs if j.row == "great_mtl" and (j.run_dir / "metrics.jsonl").exists()]
+        if run.report_only or not jobs:
+            return {k: f"{stem.name}{s}" for k, s in GAL_PLOTS.items() if stem.with_name(stem.name + s).exists()}
+        return gal_plots({j.seed: j.run_dir for j in jobs}, stem)
+
+
+# ----------------------------------------------------------------------------- distillation
+@TABLES.register("great_distill")
+def distill_table(data: dict, suite) -> list[str]:
+    """Table 3's layout (rows ``<method>_<regime>``): methods by regime beside the paper's,
+    the verdict on the sparse regime, step times."""
+    rows, notes = data["rows"], suite.notes
+    regimes = {g: grp.title for g, grp in suite.groups.items() if g != "teacher"}
+    methods = {r.vars["method"]: r for r in suite.rows if r.group == next(iter(regimes))}
+    runs = {(m, g): [x for rs in rows.get(f"{m}_{g}", {"runs": {}})["runs"].values() for x in rs]
+            for m in methods for g in regimes}
+    acc = {k: [100 * x["final"]["source_test_acc"] for x in v if "source_test_acc" in x.get("final", {})]
+           for k, v in runs.items()}
+    table = []
+    for m, r in methods.items():
+        per_step = [x["wall_time_s"] / x["steps"] for g in regimes for x in runs[m, g] if x.get("steps")]
+        table.append([r.title, *(fmt_mean_std(acc[m, g], 2) if acc[m, g] else "n/a" for g in regimes),
+                      " / ".join(f"{r.paper[g]:.2f}" for g in regimes),
+                      f"{statistics.median(per_step):.3f}" if per_step else "n/a"])
+    teacher = next(r for r in suite.rows if r.name == "teacher")
+    model = read_config_file(Path(suite.config_dir) / teacher.cells["teacher"].config)["model"]
+    extra = ", ".join(f"{k} {model[k]}" for k in ("widths", "blocks") if k in model)
+    t_acc = 100 * rows["teacher"]["runs"]["teacher"][0]["final"].get("source_test_acc", float("nan"))
+    lines = [notes["intro"].format(teacher=f"`{model['name']}`" + (f" ({extra})" if extra else ""), acc=t_acc), "",
+             "Test accuracy (%) at the last step, mean ± std over seeds.", "",
+             markdown_table(["method", *regimes.values(), "paper (CIFAR-10): dense / sparse", "s / step (runs)"], table),
+             sparse_verdict({m: acc[m, "sparse"] for m in methods}, {m: r.title for m, r in methods.items()}), ""]
+    if t := data["stages"].get("step_time"):
+        sps = {k.removesuffix("_dense"): v for k, v in t["seconds_per_step"].items()}
+        lines += ["## Step time", "", notes["step_time"].format(steps=t["steps"], batch=t["batch_size"]), "",
+                  markdown_table(["method", "s / step", "× ERM"], [[methods[m].title, f"{sps[m]:.3f}",
+                                                                    f"{sps[m] / sps['erm']:.1f}"] for m in methods]),
+                  notes["step_ratio"].format(sps["great_distill"] / sps["kd"]), ""]
+    return lines
+
+
+def sparse_verdict(sparse: dict[str, list[float]], labels: dict[str, str]) -> str:
+    """Whether GREAT has the best mean sparse accuracy, and by how much against the noise."""
+    means = {m: mean_std(v) for m, v in sparse.items() if v}
+    if "great_distill" not in means or len(means) < 2:
+        return "The claim cannot be checked: sparse runs are missing."
+    other = max((m for m in means if m != "great_distill"), key=lambda m: means[m][0])
+    g, o = means["great_distill"], means[other]
+    gap, noise = g[0] - o[0], max(g[1], o[1])
+    if min(len(sparse[m]) for m in ("great_distill", other)) < 2:
+        return (f"**With one seed the paper's claim nominally {'holds' if gap > 0 else 'does not hold'}** "
+                f"(GREAT {gap:+.2f} points against {labels[other]} in the sparse regime); one seed measures no spread.")
+    if gap > 0:
+        strength = ("larger than" if gap > noise else "within") + " the seed-to-seed spread"
+        return (f"**The paper's claim holds at this scale**: GREAT has the best mean sparse accuracy, "
+                f"{gap:.2f} points above {labels[other]} ({strength}, std up to {noise:.2f}).")
+    return (f"**The paper's claim does not hold at this scale**: in the sparse regime {labels[other]} "
+            f"is ahead of GREAT by {-gap:.2f} points (std up to {noise:.2f}).")

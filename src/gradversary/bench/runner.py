@@ -1,0 +1,349 @@
+"""One benchmark runner: a suite is a spec under ``configs/bench/``, not a module.
+
+``gradversary bench SUITE`` reads ``configs/bench/SUITE.yaml`` (:class:`Suite`): rows, each a
+few cells (a config file plus overrides), seeds, the paper's figures, quick-size overrides,
+options and notes. The runner then
+
+1. resolves every cell and seed into a run (``<out-dir>/<variant>/<row>/<label>-s<seed>``);
+2. runs the suite's stages that come before training (a hyper-parameter grid);
+3. reuses a finished run directory or a run record with the same resolved config
+   (:func:`~gradversary.bench.records.same_config`), resumes an unfinished one and trains the
+   rest, in parallel one-thread processes, recording each run as it ends;
+4. runs the stages that come after (evaluations, step timing);
+5. writes the results as JSON, with the provenance once (command, commit and dirty flag, seeds,
+   versions, wall time), and the Markdown as a pure render of that JSON: a common header, then
+   the suite's registered table function (:data:`TABLES`).
+
+With ``report_only`` nothing is trained or measured: runs come from run directories and records.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import from_dict
+from ..config_files import read_config_file
+from ..engine.config import resolve_config
+from ..engine.trainer import Trainer
+from ..errors import ConfigError
+from ..io import atomic_write_text, git_commit
+from ..registry import Registry
+from ..report.markdown import provenance, provenance_lines
+from .parallel import map_jobs
+from .records import RunRecords, same_config
+
+__all__ = ["SPEC_DIR", "STAGES", "TABLES", "BenchRun", "Job", "Suite", "list_suites", "load_suite",
+           "run_suite", "render", "train_or_resume"]
+
+SPEC_DIR = Path("configs/bench")
+#: table name -> ``fn(results, suite) -> list of Markdown lines`` (the part below the header)
+TABLES = Registry("bench table")
+#: stage name -> class with ``before(run)`` and/or ``after(run) -> dict`` (JSON for the table)
+STAGES = Registry("bench stage")
+
+
+@dataclass
+class Cell:
+    """One column of a row: a config file (under ``Suite.config_dir``) and its overrides."""
+
+    config: str
+    overrides: list[str] = field(default_factory=list)
+    max_seeds: int | None = None
+    seeds: list[int] | None = None
+
+
+@dataclass
+class Row:
+    """A table row: cells by label; ``vars`` fill ``{name}`` fields of the group's cells."""
+
+    name: str
+    title: str = ""
+    group: str = ""
+    cells: dict[str, Any] = field(default_factory=dict)
+    paper: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    """Rows shown together: title, note, default cells, quick overrides, stage options."""
+
+    title: str = ""
+    note: str = ""
+    cells: dict[str, Any] = field(default_factory=dict)
+    quick: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    """A benchmark suite as data (``configs/bench/<name>.yaml``).
+
+    Args:
+        name: CLI name (``gradversary bench <name>``); results: file stem under docs/results.
+        title, quick_title: the results heading, and what ``--quick`` adds to it.
+        table: registered table function; stages: registered stages, in order.
+        seeds, quick_seeds: default seeds at full size and with ``--quick``.
+        quick: overrides of every run with ``--quick`` (before the group's).
+        options: per-suite CLI options, ``name -> {default, help, choices, override, variant}``:
+            ``override`` (``"selection.criterion={}"``) sets every run; ``variant: true`` keeps
+            runs under a non-default value apart (``full-<value>``).
+        notes: prose printed with the table, by key; reference: where the paper's figures
+            come from; settings: stage name -> its settings.
+    """
+
+    name: str
+    results: str
+    title: str
+    table: str
+    seeds: list[int]
+    rows: list[Row]
+    summary: str = ""
+    quick_title: str = " (quick, reduced size: a smoke test, not a result)"
+    quick_seeds: list[int] = field(default_factory=lambda: [0])
+    quick: list[str] = field(default_factory=list)
+    groups: dict[str, Group] = field(default_factory=dict)
+    options: dict[str, dict] = field(default_factory=dict)
+    stages: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    reference: str = ""
+    settings: dict[str, dict] = field(default_factory=dict)
+    config_dir: str = "configs"
+    out_dir: str = ""
+
+    def __post_init__(self) -> None:
+        self.groups = {k: from_dict(Group, v, f"groups.{k}") if isinstance(v, dict) else v
+                       for k, v in self.groups.items()}
+        for row in self.rows:  # a row's cells: its own, else its group's, with {name} filled
+            cells = row.cells or self.groups.setdefault(row.group, Group()).cells
+            row.cells = {k.format(name=row.name): from_dict(Cell, _fill(c if isinstance(c, dict) else {"config": c},
+                         {"name": row.name, **row.vars}), f"rows.{row.name}.cells.{k}") for k, c in cells.items()}
+
+
+def _fill(d: Any, names: dict) -> Any:
+    """``d`` with ``{name}`` fields of its strings filled (``{run_dir:...}`` stays)."""
+    if isinstance(d, str):
+        return d.format(**names) if "{" in d and "{run_dir:" not in d else d
+    if isinstance(d, dict):
+        return {k: _fill(v, names) for k, v in d.items()}
+    return [_fill(v, names) for v in d] if isinstance(d, list) else d
+
+
+def load_suite(name: str, spec_dir: str | Path = SPEC_DIR) -> Suite:
+    """The suite ``name`` (``great-defense`` or ``great_defense``) from its spec file."""
+    path = Path(spec_dir) / f"{name.replace('-', '_')}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no bench suite {name!r}; suites: {', '.join(list_suites(spec_dir))}")
+    return from_dict(Suite, read_config_file(path), path.stem)
+
+
+def list_suites(spec_dir: str | Path = SPEC_DIR) -> dict[str, str]:
+    """Suite name -> one-line summary, for every spec under ``spec_dir``."""
+    specs = (read_config_file(p) for p in sorted(Path(spec_dir).glob("*.yaml")))
+    return {raw["name"]: raw.get("summary", "") for raw in specs}
+
+
+@dataclass
+class Job:
+    """One run of a cell and seed; ``summary`` once trained or found, ``extra`` goes with it."""
+
+    row: str
+    label: str
+    seed: int
+    config: Path
+    overrides: list[str]
+    cfg: Any = None
+    run_dir: Path | None = None
+    summary: dict | None = None
+    extra: dict = field(default_factory=dict)
+    waits: bool = False  # trains after the others (it names another row's run directory)
+
+    @property
+    def cell(self) -> str:
+        return f"{self.label.replace(' ', '_')}-s{self.seed}"
+
+    def resolve(self, more: list[str] = ()) -> Any:
+        """The resolved config of this job, named after its cell."""
+        cfg = resolve_config(read_config_file(self.config), [*self.overrides, *more])
+        cfg.name = self.cell
+        return cfg
+
+
+@dataclass
+class BenchRun:
+    """Everything one invocation knows; stages read it and add to ``jobs``."""
+
+    suite: Suite
+    seeds: list[int]
+    quick: bool
+    options: dict[str, Any]
+    out_dir: Path
+    records: RunRecords
+    data_root: str | None = None
+    jobs_n: int = 1
+    progress: bool = False
+    report_only: bool = False
+    command: str = ""
+    results: Path = Path(".")
+    jobs: list[Job] = field(default_factory=list)
+    selected: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> str:
+        return "quick" if self.quick else "full"
+
+    @property
+    def variant(self) -> str:
+        return self.size + "".join(f"-{self.options[k]}" for k, o in self.suite.options.items()
+                                   if o.get("variant") and self.options[k] != o.get("default"))
+
+    def group_of(self, job: Job) -> Group:
+        return self.suite.groups[next(r.group for r in self.suite.rows if r.name == job.row)]
+
+
+def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool) -> dict:
+    """Train, or resume an unfinished run of the same resolved config; its summary."""
+    cfg.train.progress = progress
+    resume = same_config(run_dir / "config.yaml", cfg) and (run_dir / "checkpoints" / "last.pt").exists()
+    return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume)
+
+
+def _expand(run: BenchRun, only: str | None) -> list[Job]:
+    s = run.suite
+    rows = [r for r in s.rows if only is None or fnmatch.fnmatch(r.name, only)]
+    if not rows:
+        raise ValueError(f"no row of {s.name} matches {only!r}; rows: {', '.join(r.name for r in s.rows)}")
+    opts = [o["override"].format(run.options[k]) for k, o in s.options.items() if "override" in o
+            and not (o.get("omit_default") and run.options[k] == o.get("default"))]
+    jobs = []
+    for row in rows:
+        for label, c in row.cells.items():
+            seeds = c.seeds if c.seeds is not None else run.seeds[:c.max_seeds or len(run.seeds)]
+            for seed in seeds:
+                over = [*c.overrides, f"train.seed={seed}", *opts]
+                if run.quick:
+                    over += [*s.quick, *s.groups[row.group].quick]
+                path = Path(s.config_dir) / c.config
+                if not path.is_file():
+                    raise ValueError(f"config {str(path)!r} of row {row.name} does not exist")
+                jobs.append(Job(row.name, label, seed, path, over))
+    dirs = {j.row: run.out_dir / run.variant / j.row / j.cell for j in reversed(jobs)}  # a row's (first) run
+    for j in jobs:  # {run_dir:ROW}: that row's run directory; the job trains after the others
+        j.run_dir = run.out_dir / run.variant / j.row / j.cell
+        j.waits = any("{run_dir:" in o for o in j.overrides)
+        j.overrides = [re.sub(r"\{run_dir:(\w+)\}", lambda m: str(dirs[m[1]]), o) for o in j.overrides]
+    return jobs
+
+
+def _stages(run: BenchRun, hook: str) -> dict[str, Any]:
+    out = {}
+    for name in run.suite.stages:
+        stage = STAGES.get(name).factory()
+        if hasattr(stage, hook):
+            out[name] = getattr(stage, hook)(run)
+    return out
+
+
+def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
+              options: dict[str, Any] | None = None, only: str | None = None,
+              out_dir: str | Path | None = None, results: str | Path | None = None,
+              records: bool | str | Path = True, **settings: Any) -> Path:
+    """Run (or tabulate, with ``report_only=True``) ``suite`` and write its results.
+
+    Args:
+        seeds: default the suite's (``quick_seeds`` with ``quick``).
+        options: the suite's options (defaults from the spec).
+        only: glob on row names.
+        records: ``True``: ``<results stem>_runs/`` beside the results; a path; ``False``: off.
+        settings: ``data_root``, ``jobs_n``, ``progress``, ``report_only``, ``command``
+            (fields of :class:`BenchRun`).
+    """
+    t0 = time.perf_counter()
+    commit = git_commit()  # read once, now: the files written below must not mark the tree dirty
+    bad = set(options or {}) - set(suite.options)
+    if bad:
+        raise ValueError(f"{suite.name} has no option {sorted(bad)}; options: {sorted(suite.options)}")
+    opts = {k: o.get("default") for k, o in suite.options.items()} | (options or {})
+    stem = suite.results + ("_quick" if quick else "")
+    results = Path(results or f"docs/results/{stem}.md")
+    rec = RunRecords(None if records is False else results.with_name(results.stem + "_runs")
+                     if records is True else records)
+    run = BenchRun(suite, list(seeds or (suite.quick_seeds if quick else suite.seeds)), quick, opts,
+                   Path(out_dir or suite.out_dir or f"runs/bench/{suite.results}"), rec,
+                   results=results, **settings)
+    run.jobs = _expand(run, only)
+    run.selected = list(dict.fromkeys(j.row for j in run.jobs))
+    stage_out = _stages(run, "before")
+    cmd = run.command or f"gradversary bench {suite.name}"
+    todo = []
+    for j in run.jobs:
+        j.cfg = j.resolve()
+        if same_config(j.run_dir / "config.yaml", j.cfg) and (j.run_dir / "summary.json").exists():
+            j.summary = json.loads((j.run_dir / "summary.json").read_text())
+            if rec.get(run.variant, j.row, j.cell, j.cfg) is None:
+                rec.put(run.variant, j.row, j.cell, j.cfg, j.summary, commit, cmd)
+        elif (found := rec.get(run.variant, j.row, j.cell, j.cfg)) is not None:
+            j.summary = found
+        elif not run.report_only:
+            todo.append(j)
+    for wave in ([j for j in todo if not j.waits], [j for j in todo if j.waits]):
+        def record(i: int, summary: dict, wave=wave) -> None:  # as each run ends
+            rec.put(run.variant, wave[i].row, wave[i].cell, wave[i].cfg, summary, commit, cmd)
+
+        fresh = map_jobs(train_or_resume, [(j.cfg, j.run_dir, run.data_root, run.progress and run.jobs_n == 1)
+                                          for j in wave], run.jobs_n, "runs", run.progress, on_result=record)
+        for j, s in zip(wave, fresh):
+            j.summary = s
+    run.jobs = [j for j in run.jobs if j.summary is not None]
+    stage_out |= _stages(run, "after")
+    data = _results_json(run, stage_out, time.perf_counter() - t0)
+    atomic_write_text(results.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
+    atomic_write_text(results, render(data, suite))
+    return results
+
+
+def _results_json(run: BenchRun, stages: dict, wall: float) -> dict:
+    rows = {}
+    for r in (r for r in run.suite.rows if r.name in run.selected):
+        jobs = sorted((j for j in run.jobs if j.row == r.name), key=lambda j: j.seed)
+        runs = {label: [{**j.summary, **j.extra} for j in jobs if j.label == label] for label in r.cells}
+        rows[r.name] = {"title": r.title, "group": r.group, "paper": r.paper,
+                        "runs": {k: v for k, v in runs.items() if v}}
+    return {"suite": run.suite.name, "quick": run.quick, "seeds": run.seeds, "options": run.options,
+            "provenance": provenance(run.command or f"gradversary bench {run.suite.name}", wall),
+            "stages": stages, "rows": rows}
+
+
+def render(data: dict, suite: Suite) -> str:
+    """The Markdown results file: the provenance header, then the suite's table function."""
+    lines = [f"# {suite.title}" + (suite.quick_title if data["quick"] else ""), "",
+             "Generated by a benchmark command; do not edit by hand.", "",
+             *provenance_lines(data["provenance"], data["seeds"]), *_record_line(data), ""]
+    table: Callable = TABLES.get(suite.table).factory
+    return "\n".join([*lines, *table(data, suite)]) + "\n"
+
+
+def _record_line(data: dict) -> list[str]:
+    """A header line naming the runs taken from records (earlier sessions or machines)."""
+    runs = [r for d in data["rows"].values() for rs in d["runs"].values() for r in rs]
+    recs = [r["record"] for r in runs if "record" in r]
+    if not recs:
+        return []
+    commits = sorted({str(r.get("commit")) for r in recs})
+    imported = sum(1 for r in recs if r.get("imported"))
+    line = (f"- runs from records: {len(recs)} of {len(runs)} runs were made by earlier invocations "
+            f"(commits {', '.join(f'`{c}`' for c in commits)}) and are read from their records "
+            f"in `{Path(recs[0]['path']).parents[2].name}/` beside this file, each with its config, "
+            "command and wall time")
+    if imported:
+        line += (f"; {imported} of them were imported from an earlier results file, whose runs' "
+                 "own commits were not recorded (the commit is the one that wrote that file)")
+    return [line]
+
