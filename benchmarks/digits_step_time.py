@@ -138,9 +138,9 @@ def main() -> None:
     batches = {k: Batch(x, y) if k == "erm" else Batch(x[:128], y[:128], x[128:]) for k in recipe}
     times: dict[str, list[float]] = {}
 
-    def timed(name, fn):
+    def timed(name, fn, *args):
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         times.setdefault(name, []).append(time.perf_counter() - t0)
 
     def disc_step(k):
@@ -150,11 +150,11 @@ def main() -> None:
     for r in range(args.steps + 1):
         for k in recipe:
             b = batches[k]
-            timed(f"ours/{k}", lambda: ours[k].train_step(b))
+            timed(f"ours/{k}", ours[k].train_step, b)
             xs, ys, xt = (x, y, None) if k == "erm" else (x[:128], y[:128], x[128:])
-            timed(f"plain/{k}", lambda: plain[k].step(xs, ys, xt, 2000))
+            timed(f"plain/{k}", plain[k].step, xs, ys, xt, 2000)
             if k in discs:
-                timed(f"disc/{k}", lambda: disc_step(k))
+                timed(f"disc/{k}", disc_step, k)
         if r == 0:
             times.clear()  # warm-up round
     med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
