@@ -21,6 +21,7 @@ def test_method_model_smoke(method_name, model_name):
     if getattr(method, "needs_teacher", False):  # distillation: a frozen teacher of the same kind
         method.set_teacher(create_model(model_name, shape, 3))
     for s in method.schedules().values():
+        s.bind_total_steps(100)  # as the engine does before the first step
         s.step(0.5)
     batch = Batch(torch.rand(6, *shape), torch.randint(0, 3, (6,)), torch.rand(6, *shape))
     if multi_task:  # one random target per dense task, shaped like its decoder's output

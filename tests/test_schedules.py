@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gradversary.engine import Trainer, resolve_config
+from gradversary.engine.checkpoint import load_checkpoint
 from gradversary.schedules import (
     SCHEDULES,
     DANNLambda,
@@ -48,6 +49,7 @@ def test_schedule_state_round_trip_and_clamp():
 def test_every_registered_schedule_builds_and_is_finite():
     for name in SCHEDULES.names():
         s = create_schedule({"name": name})
+        s.bind_total_steps(1000)
         assert all(math.isfinite(s.step(p)) for p in (0.0, 0.5, 1.0))
 
 
@@ -72,3 +74,58 @@ def test_engine_sets_lr_and_lambda_from_progress_and_eval_does_not_move_them(tmp
     trainer.method.eval()
     trainer.method.predict_logits(torch.zeros(3, 2))
     assert (trainer.lr_schedules["main"].p, trainer.method.lambda_schedule.p) == before
+
+
+def test_iteration_schedules_follow_the_step_count_not_progress():
+    from gradversary.schedules import InverseDecaySteps, WarmStartLambda
+
+    for total in (2500, 10_000):
+        lam, lr = WarmStartLambda(gamma=1e-3), InverseDecaySteps(gamma=1e-3, beta=0.75)
+        lam.bind_total_steps(total)
+        lr.bind_total_steps(total)
+        for i in (0, 1, 999, 1000, 2500):
+            p = i / total
+            assert lam.step(p) == pytest.approx(2 / (1 + math.exp(-i / 1000)) - 1, abs=1e-12)
+            assert lr.step(p) == pytest.approx((1 + 0.001 * i) ** -0.75, rel=1e-12)
+    half = WarmStartLambda(max=0.1)
+    half.bind_total_steps(4000)
+    assert half.step(0.25) == pytest.approx(0.1 * (2 / (1 + math.exp(-1.0)) - 1))
+
+
+def test_iteration_schedule_refuses_to_run_without_a_total():
+    from gradversary.schedules import WarmStartLambda
+
+    with pytest.raises(RuntimeError, match="bind_total_steps"):
+        WarmStartLambda().step(0.5)
+    with pytest.raises(ValueError):
+        WarmStartLambda().bind_total_steps(0)
+
+
+def test_engine_binds_the_total_and_resumes_iteration_schedules(tmp_path):
+    cfg = resolve_config({"method": {"name": "dann",
+                                     "lambda_schedule": {"name": "warm_start_lambda", "gamma": 0.1}},
+                          "optim": {"lr": 0.01, "lr_schedule": {"name": "inverse_decay_steps", "gamma": 0.01}},
+                          "train": {"steps": 12, "eval_every": 0, "progress": False, "log_every": 1}})
+    seen = []
+
+    def record(info):
+        tr = info.trainer
+        seen.append((tr.method.lambda_schedule.value, tr.optimizers["main"].param_groups[0]["lr"]))
+
+    Trainer(cfg, run_dir=tmp_path / "a", callbacks=[record]).fit()
+    for i, (lam, lr) in enumerate(seen):  # the step i is the 0-based index of the update
+        assert lam == pytest.approx(2 / (1 + math.exp(-0.1 * i)) - 1)
+        assert lr == pytest.approx(0.01 * (1 + 0.01 * i) ** -0.75)
+    # stop after 5 steps, resume: the same values at the same steps
+    cfg5 = resolve_config({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "steps": 12}})
+    tr = Trainer(cfg5, run_dir=tmp_path / "b")
+    for _ in range(5):
+        tr._set_progress(tr._progress())
+        tr.train_step(tr._next_batch())
+        tr.step += 1
+    tr.save()
+    back = Trainer(cfg5, run_dir=tmp_path / "b")
+    back.load_state_dict(load_checkpoint(tr.ckpt_path))
+    back._set_progress(back._progress())
+    assert back.method.lambda_schedule.value == pytest.approx(seen[5][0])
+    assert back.optimizers["main"].param_groups[0]["lr"] == pytest.approx(seen[5][1])

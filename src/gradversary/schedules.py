@@ -4,6 +4,11 @@ The engine calls :meth:`Schedule.step` with p = step / total_steps before every 
 step; nothing else moves a schedule (a forward pass or an evaluation never does). A schedule's
 state is just p, so it survives ``state_dict`` round trips and resumes exactly.
 
+Schedules written by iteration count (tllib's warm-start GRL, its LR decay) are
+:class:`IterationSchedule` s: the engine tells them the run's total step count once
+(:meth:`Schedule.bind_total_steps`), and they read the step i = p * total from p. Their state is
+still p, and the total comes from the run's config, so they resume exactly too.
+
 Registered schedules (``gradversary list``) can be named in configs:
 
     lr_schedule: {name: inverse_decay, alpha: 10, beta: 0.75}
@@ -17,8 +22,8 @@ from dataclasses import dataclass
 from .registry import Registry
 
 __all__ = [
-    "Schedule", "Constant", "DANNLambda", "InverseDecay", "Poly", "PolyRamp",
-    "SCHEDULES", "create_schedule",
+    "Schedule", "IterationSchedule", "Constant", "DANNLambda", "WarmStartLambda", "InverseDecay",
+    "InverseDecaySteps", "Poly", "PolyRamp", "SCHEDULES", "create_schedule",
 ]
 
 SCHEDULES = Registry("schedule")
@@ -43,6 +48,9 @@ class Schedule:
         self.p = min(max(float(p), 0.0), 1.0)
         return self.value
 
+    def bind_total_steps(self, total: int) -> None:
+        """Told once by the engine: the run's number of optimisation steps (unused here)."""
+
     def state_dict(self) -> dict[str, float]:
         return {"p": self.p}
 
@@ -50,8 +58,33 @@ class Schedule:
         self.p = float(state["p"])
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "p")
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in ("p", "total"))
         return f"{type(self).__name__}({args})"
+
+
+class IterationSchedule(Schedule):
+    """A schedule defined on the step count i = p * total: :meth:`value_at_step` gives it.
+
+    The engine binds ``total`` (:meth:`bind_total_steps`) before the first step; reading a
+    value before that raises, so a schedule never silently runs on a wrong clock.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total: int | None = None
+
+    def bind_total_steps(self, total: int) -> None:
+        if int(total) < 1:
+            raise ValueError(f"total steps must be >= 1, got {total}")
+        self.total = int(total)
+
+    def value_at_step(self, i: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def value_at(self, p: float) -> float:
+        if self.total is None:
+            raise RuntimeError(f"{type(self).__name__} counts steps: call bind_total_steps(total) first")
+        return self.value_at_step(p * self.total)
 
 
 @dataclass
@@ -97,6 +130,65 @@ class DANNLambda(Schedule):
 
     def value_at(self, p: float) -> float:
         return self.max * (2.0 / (1.0 + math.exp(-self.gamma * p)) - 1.0)
+
+
+@dataclass
+class WarmStartLambdaConfig:
+    gamma: float = 1e-3
+    max: float = 1.0
+
+
+@SCHEDULES.register("warm_start_lambda", WarmStartLambdaConfig)
+class WarmStartLambda(IterationSchedule):
+    """The DANN ramp on the step count: lambda_i = max * (2 / (1 + exp(-gamma i)) - 1).
+
+    Transfer-Learning-Library's warm-start gradient reversal (``alpha = 1``,
+    ``max_iters = 1000``: gamma = 1/1000): 0.46 at i = 1,000, 0.96 at 4,000, whatever the run's
+    length, where :class:`DANNLambda` stretches with it. MDD's GRL in the same library is this
+    with ``max = 0.1``.
+
+    Example:
+        >>> s = WarmStartLambda(gamma=1e-3); s.bind_total_steps(10_000)
+        >>> round(s.step(0.1), 4), round(s.step(0.5), 4)
+        (0.4621, 0.9866)
+    """
+
+    def __init__(self, gamma: float = 1e-3, max: float = 1.0):
+        super().__init__()
+        self.gamma = float(gamma)
+        self.max = float(max)
+
+    def value_at_step(self, i: float) -> float:
+        return self.max * (2.0 / (1.0 + math.exp(-self.gamma * i)) - 1.0)
+
+
+@dataclass
+class InverseDecayStepsConfig:
+    gamma: float = 1e-3
+    beta: float = 0.75
+
+
+@SCHEDULES.register("inverse_decay_steps", InverseDecayStepsConfig)
+class InverseDecaySteps(IterationSchedule):
+    """The inverse decay on the step count: (1 + gamma i)^-beta, multiplying the base rate.
+
+    Transfer-Learning-Library's LR schedule ``lr (1 + 0.001 i)^-0.75`` (gamma 0.001 for DANN and
+    CDAN, 0.0002 for MDD). It equals :class:`InverseDecay` with ``alpha = gamma * total``, but
+    keeps its meaning when the run's length changes.
+
+    Example:
+        >>> s = InverseDecaySteps(); s.bind_total_steps(2500)
+        >>> round(s.step(1.0), 6) == round((1 + 0.001 * 2500) ** -0.75, 6)
+        True
+    """
+
+    def __init__(self, gamma: float = 1e-3, beta: float = 0.75):
+        super().__init__()
+        self.gamma = float(gamma)
+        self.beta = float(beta)
+
+    def value_at_step(self, i: float) -> float:
+        return (1.0 + self.gamma * i) ** -self.beta
 
 
 @dataclass

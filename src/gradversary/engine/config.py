@@ -29,6 +29,7 @@ class OptimConfig:
         name: ``sgd``, ``adam`` or ``adamw``.
         lr: base learning rate (mu_0); the schedule multiplies it.
         momentum: SGD momentum (the DANN recipe: 0.9).
+        nesterov: Nesterov momentum for SGD (Transfer-Learning-Library's recipes).
         weight_decay: L2 penalty.
         betas: Adam's betas.
         lr_schedule: a registered schedule, stepped by progress, multiplying ``lr``
@@ -41,6 +42,7 @@ class OptimConfig:
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     lr_schedule: dict = field(
@@ -48,6 +50,11 @@ class OptimConfig:
     )
     groups: dict = field(default_factory=dict)
     grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ConfigError(f"optim.nesterov needs name: sgd and momentum > 0 "
+                              f"(got {self.name}, momentum {self.momentum})")
 
 
 @dataclass

@@ -113,7 +113,8 @@ def _hold_out_source(task: DATask, holdout: float, seed: int) -> DATask:
 
 def _make_optimizer(groups: list[dict], o: OptimConfig) -> torch.optim.Optimizer:
     if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                               nesterov=o.nesterov)
     cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
     return cls(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
 
@@ -194,6 +195,8 @@ class Trainer:
         self.schedules: dict[str, Schedule] = {
             **{f"lr/{k}": v for k, v in self.lr_schedules.items()}, **self.method.schedules()
         }
+        for s in self.schedules.values():  # schedules written by step count need the total
+            s.bind_total_steps(self.total_steps)
         self.net = wrap_ddp(self.method, t.device) if self.dist.enabled else self.method
         self.ema = EMA(self.method, t.ema_decay) if t.ema_decay is not None else None
         self.step = 0

@@ -3,6 +3,7 @@
 # registers: one paper per module; great_distill, kd, sobolev: distillation; mtl: multi-task
 from . import (  # noqa: F401
     adversarial_training,
+    cdan,
     dann,
     double_backprop,
     erm,
@@ -11,6 +12,7 @@ from . import (  # noqa: F401
     great_distill,
     great_greace,
     kd,
+    mdd,
     mtl,
     sobolev,
 )

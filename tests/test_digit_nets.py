@@ -1,0 +1,59 @@
+"""The recipe digit networks (lenet, dtn): layer layout, options and shapes."""
+
+import pytest
+import torch
+from torch import nn
+
+from gradversary.models import create_model
+
+
+def _types(module):
+    return [type(m).__name__ for m in module.modules() if not list(m.children())]
+
+
+def test_lenet_is_tllibs_layout_with_bottleneck_and_linear_head():
+    m = create_model("lenet", (1, 28, 28), 10)
+    assert _types(m.features) == ["Normalize", "Conv2d", "MaxPool2d", "ReLU", "Conv2d", "Dropout2d",
+                                  "MaxPool2d", "ReLU", "Flatten", "Linear", "ReLU", "Dropout",
+                                  "Linear", "BatchNorm1d", "ReLU"]
+    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 20, (5, 5)), (20, 50, (5, 5))]
+    lins = [c for c in m.features.modules() if isinstance(c, nn.Linear)]
+    assert [(c.in_features, c.out_features) for c in lins] == [(800, 500), (500, 256)]
+    assert isinstance(m.head, nn.Sequential) and _types(m.head) == ["Linear"] and m.feature_dim == 256
+    x = torch.rand(4, 1, 28, 28)
+    m.eval()
+    # normalisation inside the model: Normalize(0.5, 0.5) on [0, 1] inputs
+    conv1 = convs[0]
+    torch.testing.assert_close(m.features[0][:2](x), conv1((x - 0.5) / 0.5))
+
+
+@pytest.mark.parametrize("opts,fdim,absent", [
+    ({"bottleneck": None}, 500, "BatchNorm1d"),
+    ({"bottleneck_bn": False}, 256, "BatchNorm1d"),
+    ({"dropout": 0.0}, 256, "Dropout2d"),
+    ({"fc": None, "bottleneck": None}, 800, "Dropout"),
+])
+def test_lenet_options_remove_their_part(opts, fdim, absent):
+    m = create_model("lenet", (1, 28, 28), 10, **opts)
+    assert m.feature_dim == fdim and absent not in _types(m.features)
+    assert m(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_mdd_style_heads_and_dtn():
+    m = create_model("lenet", (1, 28, 28), 10, bottleneck=1024, bottleneck_dropout=0.5,
+                     head_hidden=[1024], head_dropout=0.5)
+    assert _types(m.features)[-4:] == ["Linear", "BatchNorm1d", "ReLU", "Dropout"]
+    assert _types(m.head) == ["Linear", "ReLU", "Dropout", "Linear"]
+    d = create_model("dtn", (3, 32, 32), 10)
+    assert d.feature_dim == 256 and d(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert [c.stride for c in d.modules() if isinstance(c, nn.Conv2d)] == [(2, 2)] * 3
+
+
+def test_wrong_input_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="28, 28"):
+        create_model("lenet", (1, 32, 32), 10)
+    with pytest.raises(ValueError, match="mean/std"):
+        create_model("lenet", (3, 28, 28), 10)  # grey normalisation for colour inputs
+    with pytest.raises(ValueError, match="32, 32"):
+        create_model("dtn", (3, 28, 28), 10)
