@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from ..config import apply_overrides, from_dict, to_dict
+from ..config import apply_overrides, from_dict, read_yaml, to_dict
 from ..data.augment import AugmentConfig
 from ..data.registry import DATASETS
 from ..errors import ConfigError
@@ -49,6 +49,21 @@ class OptimConfig:
     )
     groups: dict = field(default_factory=dict)
     grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.lr) or self.lr < 0:
+            raise ConfigError(f"optim.lr must be a finite number >= 0, got {self.lr}")
+        if self.lr == 0:
+            warnings.warn("optim.lr is 0: the weights of this optimizer will not change",
+                          UserWarning, stacklevel=2)
+        for key in ("momentum", "weight_decay"):
+            v = getattr(self, key)
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"optim.{key} must be a finite number >= 0, got {v}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas must be in [0, 1), got {list(self.betas)}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"optim.grad_clip must be > 0 (or null for none), got {self.grad_clip}")
 
 
 @dataclass
@@ -113,6 +128,14 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.log_every == 0:
             self.log_every = 1
+        check_threads(self.threads)
+
+
+def check_threads(threads: Any) -> None:
+    """``train.threads``: a count >= 1, or 0 / null for PyTorch's default."""
+    if threads is not None and threads < 0:
+        raise ConfigError(f"train.threads must be >= 1 (or 0 / null for PyTorch's default), "
+                          f"got {threads}")
 
 
 @dataclass
@@ -237,22 +260,22 @@ def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ())
     for gname, over in cfg.optim.groups.items():
         if not isinstance(over, Mapping):
             raise ConfigError(f"optim.groups.{gname}: expected a mapping")
-        from_dict(OptimConfig, {k: v for k, v in over.items()}, path=f"optim.groups.{gname}")
+        try:
+            typed = from_dict(OptimConfig, {**to_dict(cfg.optim), "groups": {}, **over},
+                              path=f"optim.groups.{gname}")
+        except ConfigError as e:
+            raise ConfigError(f"optim.groups.{gname}: {e}") from None
         bad = set(over) - valid
         if bad:
             raise ConfigError(f"optim.groups.{gname}: cannot override {sorted(bad)}")
+        cfg.optim.groups[gname] = {k: to_dict(getattr(typed, k)) for k in over}
     return cfg
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
     """Read a YAML config file and resolve it."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    raw = read_yaml(path)
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return resolve_config(raw, overrides)
