@@ -232,10 +232,11 @@ def _component(section: str, spec: Any, registry: Registry, extra: Iterable[str]
     return {"name": name, **kept, **to_dict(cfg)}
 
 
-def _check_schedule(spec: Any, path: str) -> None:
+def _check_schedule(spec: Any, path: str) -> dict:
+    """The schedule spec validated, typed and filled with its defaults."""
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{path}: expected a mapping with a 'name' key, got {spec!r}")
-    _component(path, spec, SCHEDULES)
+    return _component(path, spec, SCHEDULES)
 
 
 def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ()) -> RunConfig:
@@ -252,10 +253,10 @@ def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ())
     cfg.method = _component("method", cfg.method, METHODS)
     cfg.model = _component("model", cfg.model, MODELS)
     cfg.data = _component("data", cfg.data, DATASETS, extra=("root",))
-    _check_schedule(cfg.optim.lr_schedule, "optim.lr_schedule")
+    cfg.optim.lr_schedule = _check_schedule(cfg.optim.lr_schedule, "optim.lr_schedule")
     for key in ("lambda_schedule",):
         if key in cfg.method:
-            _check_schedule(cfg.method[key], f"method.{key}")
+            cfg.method[key] = _check_schedule(cfg.method[key], f"method.{key}")
     valid = {f for f in OptimConfig.__dataclass_fields__ if f != "groups"}
     for gname, over in cfg.optim.groups.items():
         if not isinstance(over, Mapping):
