@@ -71,6 +71,8 @@ def test_zero_learning_rate_warns():
     with pytest.warns(UserWarning, match="optim.lr is 0"):
         cfg = resolve_config({}, ["optim.lr=0"])
     assert cfg.optim.lr == 0.0
+    with pytest.warns(UserWarning, match=r"optim\.groups\.aux\.lr is 0"):
+        resolve_config({}, ["optim.groups={aux: {lr: 0.0}}"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolve_config({}, ["optim.lr=1e-3"])

@@ -53,9 +53,6 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if not math.isfinite(self.lr) or self.lr < 0:
             raise ConfigError(f"optim.lr must be a finite number >= 0, got {self.lr}")
-        if self.lr == 0:
-            warnings.warn("optim.lr is 0: the weights of this optimizer will not change",
-                          UserWarning, stacklevel=2)
         for key in ("momentum", "weight_decay"):
             v = getattr(self, key)
             if not math.isfinite(v) or v < 0:
@@ -270,6 +267,12 @@ def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ())
         if bad:
             raise ConfigError(f"optim.groups.{gname}: cannot override {sorted(bad)}")
         cfg.optim.groups[gname] = {k: to_dict(getattr(typed, k)) for k in over}
+    frozen = [f"optim.groups.{g}.lr" for g, over in cfg.optim.groups.items() if over.get("lr") == 0]
+    if cfg.optim.lr == 0:
+        frozen.insert(0, "optim.lr")
+    if frozen:
+        warnings.warn(f"{' and '.join(frozen)} is 0: those weights will not change",
+                      UserWarning, stacklevel=2)
     return cfg
 
 
