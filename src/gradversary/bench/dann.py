@@ -188,7 +188,7 @@ def _run(cfg, run_dir: Path, data_root: str | None, progress: bool) -> dict:
         return json.loads((run_dir / "summary.json").read_text())
     cfg.train.progress = progress
     resume = same and (run_dir / "checkpoints" / "last.pt").exists()
-    # not the same config: train again over what the directory held
+    # a fresh start (another config, or no checkpoint yet) replaces what the directory held
     return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume, force=not resume)
 
 
