@@ -53,7 +53,7 @@ def test_every_python_float_spelling_is_a_float_in_yaml_and_overrides(tmp_path):
     ("optim.weight_decay=-1e-4", r"optim\.weight_decay must be"),
     ("optim.betas=[0.9, 1.5]", r"optim\.betas must be in \[0, 1\)"),
     ("optim.grad_clip=0", r"optim\.grad_clip must be > 0"),
-    ("train.threads=-3", r"train\.threads must be >= 1 \(or 0 / null"),
+    ("train.threads=-3", r"train\.threads must be .*>= 1.*got -3"),
     ("optim.groups={aux: {lr: -1}}", r"optim\.groups\.aux: optim\.lr must be"),
 ])
 def test_bad_optimizer_and_thread_values_are_config_errors(tmp_path, capsys, override, match):

@@ -81,7 +81,7 @@ def test_resume_refuses_config_changes_and_records_the_allowed_ones(tmp_path, ca
                  "train.log_every=2", "train.progress=true"]) == 0
     rec = read_metrics(run / "metrics.jsonl", kind="resume")
     assert rec == [{"kind": "resume", "step": 6,
-                    "changed": {"train.log_every": [10, 2], "train.threads": [None, 1]}}]
+                    "changed": {"train.log_every": [10, 2], "train.threads": ["auto", 1]}}]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_with_changes"] == rec
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 1

@@ -125,14 +125,6 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.log_every == 0:
             self.log_every = 1
-        check_threads(self.threads)
-
-
-def check_threads(threads: Any) -> None:
-    """``train.threads``: a count >= 1, or 0 / null for PyTorch's default."""
-    if threads is not None and threads < 0:
-        raise ConfigError(f"train.threads must be >= 1 (or 0 / null for PyTorch's default), "
-                          f"got {threads}")
 
 
 @dataclass
