@@ -22,16 +22,64 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from .errors import ConfigError
 
-__all__ = ["from_dict", "to_dict", "apply_overrides", "suggest", "parse_value"]
+__all__ = ["from_dict", "to_dict", "apply_overrides", "suggest", "parse_value", "ConfigLoader",
+           "load_yaml", "read_yaml"]
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading every float spelling Python accepts as a float.
+
+    PyYAML follows YAML 1.1, whose float needs a dot and a signed exponent: ``1e-3`` and
+    ``1.0e3`` stay strings there. This loader adds YAML 1.2's form (an optional dot and an
+    exponent with an optional sign, underscores between digits as Python allows). Integers
+    (``10``) are still integers.
+
+    Example:
+        >>> load_yaml("{lr: 1e-3, a: 1.5E3, b: 10, c: .5}")
+        {'lr': 0.001, 'a': 1500.0, 'b': 10, 'c': 0.5}
+    """
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9][0-9_]*$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`ConfigLoader` (safe: plain data only)."""
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader subclass: plain data only
+
+
+def read_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
+    """Read a YAML file; a missing file, text that is not UTF-8 or invalid YAML raise
+    :class:`ConfigError` naming the file (``what`` says what it is)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {str(path)!r} is not UTF-8 text (byte 0x{data[e.start]:02x} at "
+                          f"offset {e.start}); save it as UTF-8") from None
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML: {e}") from None
 
 
 def suggest(key: str, valid: Iterable[str]) -> str:
@@ -102,6 +150,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"expected an integer{_where(path)}, got {value!r}")
         return int(value)
     if tp is float:
+        if isinstance(value, str):  # any spelling float() reads: "1e-3", "1_000.5", "inf"
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"expected a number{_where(path)}, got {value!r}")
         return float(value)
@@ -157,9 +210,10 @@ def to_dict(obj: Any) -> Any:
 
 
 def parse_value(text: str) -> Any:
-    """Parse one override value with YAML rules (``0.1`` -> float, ``[1, 2]`` -> list)."""
+    """Parse one override value with YAML rules (``0.1`` and ``1e-3`` -> float, ``[1, 2]`` ->
+    list), as :class:`ConfigLoader` reads them."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 

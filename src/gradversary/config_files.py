@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .config import read_yaml
 from .errors import ConfigError
 
 __all__ = ["merge", "read_config_file"]
@@ -48,14 +47,9 @@ def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
             cycle of bases.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: base files form a cycle")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    raw = read_yaml(path)  # missing, not UTF-8, not YAML: a ConfigError naming the file
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):

@@ -23,6 +23,10 @@ class CheckpointError(GradversaryError, RuntimeError):
     """A checkpoint is missing, corrupt or does not match the run."""
 
 
+class RunExistsError(GradversaryError, FileExistsError):
+    """A run directory already holds a run, and neither resuming nor overwriting was asked."""
+
+
 class DivergenceError(GradversaryError, FloatingPointError):
     """Training produced a non-finite loss.
 

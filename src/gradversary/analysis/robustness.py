@@ -386,6 +386,16 @@ def _key(run_dir: Path, settings: RobustnessSettings, transfer_from: Path | None
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def _require_images(run_dir: Path, task, split: str) -> None:
+    """Attacks perturb images in [0, 1]: refuse a run on other data with a plain reason."""
+    for x in (task.source.x, task.eval[split].x):
+        if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+            raise DataError(
+                f"attacks need a run on image data in [0, 1]; run {str(run_dir)!r} was trained "
+                f"on {task.name!r}, inputs of shape {tuple(task.in_shape)} with values in "
+                f"[{float(x.min()):.4g}, {float(x.max()):.4g}]")
+
+
 def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str | None = None,
                transfer_from: str | Path | None = None, command: str = "") -> dict[str, Any]:
     """Evaluate a run directory's deployed model and write ``robustness.md`` / ``.json`` and
@@ -399,6 +409,7 @@ def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str
     split = settings.split or ("target_test" if "target_test" in task.eval else "source_test")
     if split not in task.eval:
         raise DataError(f"run {str(run_dir)!r} has no split {split!r}; it has {', '.join(task.eval)}")
+    _require_images(run_dir, task, split)
     dev = trainer.device
     x, y = subsample(task.eval[split].x, task.eval[split].y, settings.n, settings.seed)
     xt, yt = subsample(task.source.x, task.source.y, settings.n_train, settings.seed + 1)

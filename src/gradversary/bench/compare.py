@@ -46,8 +46,9 @@ class ComparisonResult:
 
 def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
                    overrides: Sequence[str] = (), data_root: str | None = None,
-                   progress: bool = True) -> ComparisonResult:
-    """Train every config of ``recipe`` for every seed; write a comparison report."""
+                   progress: bool = True, force: bool = False) -> ComparisonResult:
+    """Train every config of ``recipe`` for every seed; write a comparison report. A run
+    directory that already holds a run is refused unless ``force`` (then it is trained again)."""
     out = Path(out_dir)
     summaries: dict[str, list[dict]] = {label: [] for label in recipe.configs}
     first: dict[str, Trainer] = {}
@@ -58,7 +59,7 @@ def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
             cfg = resolve_config(raw)
             cfg.train.progress = progress
             trainer = Trainer(cfg, data_root=data_root)
-            summaries[label].append({**trainer.fit(), "run_dir": str(trainer.run_dir)})
+            summaries[label].append({**trainer.fit(force=force), "run_dir": str(trainer.run_dir)})
             if seed == seeds[0]:
                 first[label] = trainer
     header = ["method", *recipe.metrics.keys(), "time / run (s)"]
@@ -76,6 +77,7 @@ def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
     plots = []
     any_trainer = next(iter(first.values()))
     task = any_trainer.task
+    recipe = recipe.for_task(task.meta)
     if task.in_shape == (2,):
         tgt = task.eval.get("target_test", task.target)
         with ExitStack() as stack:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..registry import Registry
 
@@ -16,7 +16,7 @@ class Recipe:
     """A comparison: configs by label (the first is the baseline) and the metrics to show.
 
     Args:
-        title: heading of reports.
+        title: heading of reports; ``{key}`` fields are filled from the task's ``meta``.
         configs: label -> raw run config (validated when the run starts).
         metrics: columns to tabulate, in order: header -> path into the run summary, e.g.
             ``final/target_test_acc`` (last model), ``selection/metrics/target_test_acc``
@@ -32,6 +32,16 @@ class Recipe:
     notes: list[str] = field(default_factory=list)
     seed_keys: list[str] = field(default_factory=lambda: ["train.seed"])
 
+    def for_task(self, meta: dict) -> Recipe:
+        """This recipe with ``{key}`` fields of its title and notes filled from the task's
+        ``meta`` (e.g. the angle of the rotated moons, which an override may change)."""
+        def fill(text: str) -> str:
+            try:
+                return text.format_map(meta)
+            except (KeyError, IndexError, ValueError):
+                return text
+        return replace(self, title=fill(self.title), notes=[fill(n) for n in self.notes])
+
 
 _MOONS_MODEL = {"name": "mlp", "hidden": [15, 15]}
 _MOONS_TRAIN = {"steps": 3000, "eval_every": 250, "batch_size": 128}
@@ -45,7 +55,7 @@ def moons_dann() -> Recipe:
     base = {"model": _MOONS_MODEL, "data": {"name": "moons"}, "optim": _MOONS_OPTIM,
             "train": _MOONS_TRAIN, "selection": {"criterion": "dev", "holdout": 0.1}}
     return Recipe(
-        title="DANN on the two-moons toy (target rotated by 35 degrees)",
+        title="DANN on the two-moons toy (target rotated by {angle:g} degrees)",
         configs={
             "source-only": {**base, "method": {"name": "erm"}},
             "DANN": {**base, "method": {"name": "dann", "disc_hidden": [100],
@@ -62,7 +72,7 @@ def moons_dann() -> Recipe:
         seed_keys=["train.seed", "data.seed"],
         notes=[
             "Data: the DANN paper's toy (section 5.1.1): 150 labelled source points a moon, "
-            "300 unlabelled target points drawn from the same moons rotated by 35 degrees about "
+            "300 unlabelled target points drawn from the same moons rotated by {angle:g} degrees about "
             "their centre; accuracies are on fresh test samples of 1,000 points a domain. Seed k "
             "draws both the data (data.seed = k) and the initialisation and batches (train.seed = k).",
             "Recipe: MLP with two hidden layers of 15 ReLU units, domain head of 100 units, SGD "

@@ -212,7 +212,8 @@ def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool) -
     """Train, or resume an unfinished run of the same resolved config; its summary."""
     cfg.train.progress = progress
     resume = same_config(run_dir / "config.yaml", cfg) and (run_dir / "checkpoints" / "last.pt").exists()
-    return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume)
+    # a fresh start here is deliberate (no run of this config to continue): overwrite
+    return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume, force=not resume)
 
 
 def _expand(run: BenchRun, only: str | None) -> list[Job]:

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write a Markdown results file here (e.g. docs/results/moons.md)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides applied to both methods, e.g. train.steps=500")
+    p.add_argument("--force", action="store_true",
+                   help="train again over run directories that already hold runs (deleting them)")
     _add_common(p)
 
     p = sub.add_parser("train", help="train from a YAML config")
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. optim.lr=0.01")
     p.add_argument("--run-dir", default=None, help="run directory (default: <out_dir>/<name>)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="start afresh even if the run directory holds a run (deleting it)")
     _add_common(p)
 
     p = sub.add_parser("eval", help="evaluate a run directory's last checkpoint")
@@ -158,7 +162,7 @@ def _cmd_train(args) -> int:
         run_dir = str(Path(cfg.out_dir) / cfg.run_name)
     trainer = Trainer(cfg, run_dir=run_dir, data_root=args.data_root)
     try:
-        summary = trainer.fit(resume=args.resume)
+        summary = trainer.fit(resume=args.resume, force=args.force)
     finally:
         shutdown_distributed()
     if trainer.main:
@@ -192,6 +196,7 @@ def _cmd_run(args) -> int:
     result = run_comparison(
         RECIPES.get(args.recipe).factory(), seeds=list(range(args.seeds)), out_dir=args.out_dir,
         overrides=args.overrides, data_root=args.data_root, progress=not args.no_progress,
+        force=args.force,
     )
     print(result.table)
     print(f"report: {result.report}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ class ArraysConfig:
         path: an ``.npz`` with arrays ``x_source`` (N, *), ``y_source`` (N,), ``x_target``
             (M, *) and optionally ``y_target`` (M,) and ``{x,y}_{source,target}_test``.
             Integer images (uint8) are scaled to [0, 1]; NHWC images are not reordered.
-        num_classes: K (default: 1 + the largest source label).
+        num_classes: K (default: 1 + the largest source label, with a warning when some
+            class id below it has no source example).
     """
 
     path: str = ""
@@ -59,6 +61,21 @@ def _y(a: np.ndarray | None) -> torch.Tensor | None:
     return torch.from_numpy(a.astype(np.int64))
 
 
+def _warn_gaps(ys: torch.Tensor, k: int) -> None:
+    """Warn when K, inferred as 1 + the largest label, counts class ids without examples (a
+    stray label widens the classifier head silently otherwise)."""
+    present = set(torch.unique(ys[ys >= 0]).tolist())
+    missing = [c for c in range(k) if c not in present]
+    if not missing:
+        return
+    shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+    warnings.warn(
+        f"arrays: data.num_classes is not set, so the model gets {k} classes (1 + the largest "
+        f"source label, {k - 1}), but only {len(present)} of the class ids 0..{k - 1} have source "
+        f"examples (none of {shown}); set data.num_classes, or check the labels",
+        UserWarning, stacklevel=3)
+
+
 @DATASETS.register("arrays", ArraysConfig)
 def arrays(root=None, path: str = "", num_classes: int | None = None) -> DATask:
     """A task from your own ``.npz`` (x_source, y_source, x_target, optional test splits)."""
@@ -70,6 +87,8 @@ def arrays(root=None, path: str = "", num_classes: int | None = None) -> DATask:
         raise DataError(f"arrays: {path!r} lacks {', '.join(missing)} (expected keys: {_KEYS})")
     ys = _y(z["y_source"])
     k = num_classes if num_classes is not None else (int(ys.max()) + 1 if ys.numel() else 2)
+    if num_classes is None:
+        _warn_gaps(ys, k)
     evals = {}
     for dom in ("source", "target"):
         xk, yk = f"x_{dom}_test", f"y_{dom}_test"

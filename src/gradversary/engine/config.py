@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,16 @@ class OptimConfig:
         if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
             raise ConfigError(f"optim.nesterov needs name: sgd and momentum > 0 "
                               f"(got {self.name}, momentum {self.momentum})")
+        if not math.isfinite(self.lr) or self.lr < 0:
+            raise ConfigError(f"optim.lr must be a finite number >= 0, got {self.lr}")
+        for key in ("momentum", "weight_decay"):
+            v = getattr(self, key)
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"optim.{key} must be a finite number >= 0, got {v}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas must be in [0, 1), got {list(self.betas)}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"optim.grad_clip must be > 0 (or null for none), got {self.grad_clip}")
 
 
 @dataclass
@@ -215,10 +227,11 @@ def _component(section: str, spec: Any, registry: Registry, extra: Iterable[str]
     return {"name": name, **kept, **to_dict(cfg)}
 
 
-def _check_schedule(spec: Any, path: str) -> None:
+def _check_schedule(spec: Any, path: str) -> dict:
+    """The schedule spec validated, typed and filled with its defaults."""
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{path}: expected a mapping with a 'name' key, got {spec!r}")
-    _component(path, spec, SCHEDULES)
+    return _component(path, spec, SCHEDULES)
 
 
 def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ()) -> RunConfig:
@@ -235,18 +248,29 @@ def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ())
     cfg.method = _component("method", cfg.method, METHODS)
     cfg.model = _component("model", cfg.model, MODELS)
     cfg.data = _component("data", cfg.data, DATASETS, extra=("root",))
-    _check_schedule(cfg.optim.lr_schedule, "optim.lr_schedule")
+    cfg.optim.lr_schedule = _check_schedule(cfg.optim.lr_schedule, "optim.lr_schedule")
     for key in ("lambda_schedule",):
         if key in cfg.method:
-            _check_schedule(cfg.method[key], f"method.{key}")
+            cfg.method[key] = _check_schedule(cfg.method[key], f"method.{key}")
     valid = {f for f in OptimConfig.__dataclass_fields__ if f != "groups"}
     for gname, over in cfg.optim.groups.items():
         if not isinstance(over, Mapping):
             raise ConfigError(f"optim.groups.{gname}: expected a mapping")
-        from_dict(OptimConfig, {k: v for k, v in over.items()}, path=f"optim.groups.{gname}")
+        try:
+            typed = from_dict(OptimConfig, {**to_dict(cfg.optim), "groups": {}, **over},
+                              path=f"optim.groups.{gname}")
+        except ConfigError as e:
+            raise ConfigError(f"optim.groups.{gname}: {e}") from None
         bad = set(over) - valid
         if bad:
             raise ConfigError(f"optim.groups.{gname}: cannot override {sorted(bad)}")
+        cfg.optim.groups[gname] = {k: to_dict(getattr(typed, k)) for k in over}
+    frozen = [f"optim.groups.{g}.lr" for g, over in cfg.optim.groups.items() if over.get("lr") == 0]
+    if cfg.optim.lr == 0:
+        frozen.insert(0, "optim.lr")
+    if frozen:
+        warnings.warn(f"{' and '.join(frozen)} is 0: those weights will not change",
+                      UserWarning, stacklevel=2)
     return cfg
 
 

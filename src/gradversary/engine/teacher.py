@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
+from ..config import read_yaml
 from ..errors import CheckpointError, ConfigError
 from ..models.base import create_model
 from .checkpoint import load_checkpoint
@@ -51,7 +51,7 @@ def load_teacher(run_dir: str | Path | None, in_shape: Sequence[int], num_classe
     if k is not None and int(k) != int(num_classes):
         raise CheckpointError(f"teacher run {str(run_dir)!r} predicts {k} classes, the student's "
                               f"task has {num_classes}")
-    spec = dict(yaml.safe_load((run_dir / "config.yaml").read_text())["model"])
+    spec = dict(read_yaml(run_dir / "config.yaml", "teacher run config")["model"])
     best = run_dir / "checkpoints" / "best.pt"
     state = load_checkpoint(best if best.is_file() else run_dir / "checkpoints" / "last.pt",
                             map_location="cpu")

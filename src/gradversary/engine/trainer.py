@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,23 +25,25 @@ import torch
 import yaml
 from torch import Tensor
 
+from ..config import read_yaml
 from ..data.augment import STREAMS, CenterCrop, augment_batch, augmented_shape
 from ..data.registry import create_task
 from ..data.root import LazyRoot
 from ..data.sampler import DomainSampler
 from ..data.task import DATask
-from ..errors import CheckpointError, ConfigError, DivergenceError
+from ..errors import CheckpointError, ConfigError, DivergenceError, RunExistsError
 from ..io import atomic_write_text, read_metrics
 from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
 from ..schedules import Schedule, create_schedule
 from ..selection.criteria import checkpoint_risk
 from ..selection.validators import build_inputs, resolve_validators, score_validators
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import OptimConfig, RunConfig
+from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from .config import OptimConfig, RunConfig, resolve_config
 from .distributed import DistInfo, init_distributed, wrap_ddp
 from .ema import EMA
 from .logger import MetricsLog
+from .resume import check_resume_changes, config_changes, schedules_constant
 from .seed import rng_state, seed_everything, set_rng_state
 from .teacher import load_teacher
 from .threads import apply_threads
@@ -230,12 +233,13 @@ class Trainer:
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, data_root: str | None = None) -> Trainer:
         """Rebuild a run from its ``config.yaml`` and load its last checkpoint (eval mode)."""
-        from .config import resolve_config
-
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
             raise CheckpointError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
-        cfg = resolve_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        raw = read_yaml(run_dir / "config.yaml", "run config")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"run config {str(run_dir / 'config.yaml')!r} is not a mapping")
+        cfg = resolve_config(raw)
         cfg.train.progress = False
         trainer = cls(cfg, run_dir=run_dir, data_root=data_root)
         trainer.load_state_dict(load_checkpoint(trainer.ckpt_path, map_location=trainer.device))
@@ -461,32 +465,88 @@ class Trainer:
                 post["tgt_acc"] = f"{self.last_eval['target_test_acc']:.3f}"
             bar.set_postfix(post, refresh=False)
 
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train to ``total_steps`` (continuing from the last checkpoint when ``resume``).
+    def _resume_changes(self, state: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """The config changes since the checkpoint ``state`` was written; raises ConfigError
+        for any that a resume may not make (see :mod:`gradversary.engine.resume`)."""
+        if "config" not in state:  # a checkpoint from before configs were kept in it
+            log.warning("%s: the checkpoint holds no config; cannot check it", self.ckpt_path)
+            return {}
+        old = json.loads(state["config"])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                old = resolve_config(old).to_dict()  # options added since compare as defaults
+        except ConfigError:
+            pass
+        changes = config_changes(old, self.cfg.to_dict())
+        check_resume_changes(changes, step=int(state["step"]),
+                             old_total=int(state.get("total_steps", self.total_steps)),
+                             new_total=self.total_steps,
+                             constant_schedules=schedules_constant(self.schedules.values()),
+                             selects=self.cfg.selection.criterion != "last")
+        return changes
 
-        Returns the summary dict (also written to ``summary.json``).
-
-        Raises:
-            DivergenceError: on a non-finite loss, naming the step; the last good checkpoint
-                is kept.
-        """
-        t = self.cfg.train
+    def _start(self, resume: bool, force: bool) -> None:
+        """Load the checkpoint to resume (refusing config changes that would make it another
+        run), or start afresh, refusing to overwrite a run already in the directory unless
+        ``force``; clear temporaries left by a killed write; save the config."""
+        if resume and force:
+            raise ConfigError("resume continues the run in the directory and force overwrites "
+                              "it: give one of them")
         if resume:
             if not self.ckpt_path.exists():
                 raise CheckpointError(f"nothing to resume: {str(self.ckpt_path)!r} does not exist")
             state = load_checkpoint(self.ckpt_path, map_location=self.device)
+            changes = self._resume_changes(state)
             self.load_state_dict(state)
             self.log.truncate_after(self.step)
             log.info("resumed %s at step %d", self.run_dir, self.step)
+            if changes:
+                log.warning("%s: resumed at step %d with %s", self.run_dir, self.step,
+                            ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
+                self.log.write({"kind": "resume", "step": self.step,
+                                "changed": {k: list(v) for k, v in changes.items()}})
         elif self.writes:
+            held = [n for n in ("summary.json", "checkpoints/last.pt", "checkpoints/best.pt",
+                                "metrics.jsonl", "config.yaml") if (self.run_dir / n).exists()]
+            if held and not force:
+                what = "a finished run" if held[0] == "summary.json" else "an unfinished run"
+                raise RunExistsError(
+                    f"run directory {str(self.run_dir)!r} already holds {what} ({held[0]}); "
+                    "resume it (--resume), overwrite it (--force), or choose another directory "
+                    "(--run-dir)")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for stale in ("metrics.jsonl", "summary.json", "report.md"):
                 (self.run_dir / stale).unlink(missing_ok=True)
             for stale in (self.ckpt_path, self.best_path):
                 stale.unlink(missing_ok=True)
         if self.writes:
+            for folder in (self.run_dir, self.ckpt_path.parent):
+                for p in remove_stale_temporaries(folder):
+                    log.info("removed %s, left by an interrupted write", p)
             atomic_write_text(self.run_dir / "config.yaml",
                               yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+
+    def fit(self, resume: bool = False, force: bool = False) -> dict[str, Any]:
+        """Train to ``total_steps`` (continuing from the last checkpoint when ``resume``).
+
+        Args:
+            resume: continue the run in ``run_dir`` from its last checkpoint. Its config must
+                match the checkpoint's, except for the changes
+                :mod:`gradversary.engine.resume` allows; those are recorded in
+                ``metrics.jsonl`` and the summary.
+            force: start afresh even if ``run_dir`` holds a run (deleting it).
+
+        Returns the summary dict (also written to ``summary.json``).
+
+        Raises:
+            RunExistsError: ``run_dir`` holds a run, and neither ``resume`` nor ``force``.
+            ConfigError: on resume, a change of config that makes it another run.
+            DivergenceError: on a non-finite loss, naming the step; the last good checkpoint
+                is kept.
+        """
+        t = self.cfg.train
+        self._start(resume, force)
 
         bar = None
         if self.main and t.progress:
@@ -540,6 +600,7 @@ class Trainer:
         and, labelled ``oracle``, the evaluation with the best target accuracy (it uses target
         labels, so it is never the default figure)."""
         evals = read_metrics(self.run_dir / "metrics.jsonl", kind="eval") if self.writes else []
+        resumes = read_metrics(self.run_dir / "metrics.jsonl", kind="resume") if self.writes else []
         oracle = max((r for r in evals if "target_test_acc" in r),
                      key=lambda r: r["target_test_acc"], default=None)
         return {
@@ -567,4 +628,5 @@ class Trainer:
             # scored from a finished run (or its record) without training it again
             "history": [{k: v for k, v in r.items()
                          if k in _HISTORY_KEYS or k.startswith(_HISTORY_PREFIXES)} for r in evals],
+            **({"resumed_with_changes": resumes} if resumes else {}),
         }
