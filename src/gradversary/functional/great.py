@@ -26,9 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["masked_input_gradient", "normalize_gradient", "greace_adjust", "NORMALIZE_MODES"]
+__all__ = ["masked_input_gradient", "normalize_gradient", "greace_adjust", "NORMALIZE_MODES",
+           "GREACE_FORMS"]
 
 NORMALIZE_MODES = ("none", "l2", "channel_l2")
+#: the forms of GREACE's added logit gradient (see :func:`greace_adjust`)
+GREACE_FORMS = ("eq6", "prob", "centered")
 
 
 def masked_input_gradient(logits: Tensor, x: Tensor, y: Tensor, masked: bool = True,
@@ -118,16 +121,37 @@ def normalize_gradient(g: Tensor, mode: str = "none", eps: float = 1e-12) -> Ten
     return g * torch.rsqrt(sq + eps * eps)
 
 
-def greace_adjust(logits: Tensor, aux_logits: Tensor, y: Tensor, beta: float | Tensor) -> Tensor:
-    """GREACE (eq. 6) as a surrogate term: value 0, gradient beta softmax(a') on negative classes.
+def greace_adjust(logits: Tensor, aux_logits: Tensor, y: Tensor, beta: float | Tensor,
+                  form: str = "eq6") -> Tensor:
+    r"""GREACE (eq. 6) as a surrogate term: value 0, gradient beta softmax(a') on negative classes.
 
-    A **surrogate loss**, not a custom autograd Function: the term is
-    ``sum_k w_k (a_k - stopgrad(a_k))`` with the constant weights
-    ``w = beta * softmax(stopgrad(a')) * (1 - e_y)``. Its value is exactly 0 and its gradient
-    with respect to the logits is exactly ``w``, so ``cross_entropy + greace_adjust`` has the
-    value of the cross-entropy and the logit gradient of eq. 6:
+    A **surrogate loss**, not a custom autograd Function: with the constant weights
+    ``c = beta * softmax(stopgrad(a')) * (1 - e_y)`` the term is ``T(a) - stopgrad(T(a))``, so
+    its value is exactly 0 and its logit gradient is exactly dT/da; ``cross_entropy +
+    greace_adjust`` has the value of the cross-entropy and the logit gradient p - e_y + dT/da.
 
-        d/da [C_i + adj_i] = p_i - e_{y_i} + beta softmax(a'_i) (1 - e_{y_i}).
+    Forms (``form``):
+
+    - ``eq6``, the paper: T = sum_k c_k a_k, so dT/da = c and
+
+          d/da [C_i + adj_i] = p_i - e_{y_i} + beta softmax(a'_i) (1 - e_{y_i}).
+
+      T is linear in the logits and unbounded below, and its class sum beta (1 - softmax(a')_y)
+      > 0 never vanishes, while the cross-entropy is blind to a common shift of the logits:
+      nothing opposes the drift of sum_k a_k to -infinity, and the non-saturating push on the
+      negative logits grows the margins without bound (tests/test_great.py measures both on a
+      toy problem; the real runs' loss reached 1e8).
+    - ``prob``, bounded: T = sum_k c_k p_k, the auxiliary-weighted probability that the network
+      gives to the negative classes, a value in [0, beta]. Its gradient
+      dT/da_k = p_k (c_k - sum_j c_j p_j) is eq. 6's weight scaled by the network's own
+      probability p_k (so it vanishes once the confused classes are suppressed) and centred by
+      its p-weighted mean (so the class sum is exactly 0). Scaling by p_k alone, c_k p_k, is
+      not the gradient of any function (its Jacobian is not symmetric) and keeps a positive
+      class sum: it drifts too.
+    - ``centered``, a diagnostic: T = sum_k (c_k - mean_j c_j) a_k, eq. 6's weights projected
+      to sum to zero over the classes. It removes the shift drift only: still linear, it is
+      bounded below where the cross-entropy's growth dominates it (data the network cannot
+      separate) and not where the network separates the data (then the margins run off).
 
     The auxiliary logits are detached: in Algorithm 1 the auxiliary network learns only from
     its own loss, and the weights are a constant for the main network.
@@ -137,6 +161,7 @@ def greace_adjust(logits: Tensor, aux_logits: Tensor, y: Tensor, beta: float | T
         aux_logits: the auxiliary network's logits a' on the (masked) gradient.
         y: true labels.
         beta: the penalty (a float or a 0-d tensor).
+        form: ``eq6`` (the paper), ``prob`` or ``centered`` (see above).
 
     Shape:
         logits, aux_logits: (N, K); y: (N,); output: (N,) zeros, to add to the per-example
@@ -152,6 +177,13 @@ def greace_adjust(logits: Tensor, aux_logits: Tensor, y: Tensor, beta: float | T
     if logits.shape != aux_logits.shape or y.shape != logits.shape[:1]:
         raise ValueError(f"expected logits and aux_logits (N, K) and labels (N,), got "
                          f"{tuple(logits.shape)}, {tuple(aux_logits.shape)}, {tuple(y.shape)}")
+    if form not in GREACE_FORMS:
+        raise ValueError(f"form must be one of {GREACE_FORMS}, got {form!r}")
     neg = 1.0 - F.one_hot(y, logits.shape[1]).to(logits.dtype)
-    w = (beta * torch.softmax(aux_logits.detach().to(logits.dtype), dim=1) * neg).detach()
-    return (w * (logits - logits.detach())).sum(1)
+    c = (beta * torch.softmax(aux_logits.detach().to(logits.dtype), dim=1) * neg).detach()
+    if form == "prob":
+        term = (c * torch.softmax(logits, dim=1)).sum(1)
+    else:
+        w = c - c.mean(1, keepdim=True) if form == "centered" else c
+        term = (w * logits).sum(1)
+    return term - term.detach()

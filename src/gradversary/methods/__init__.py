@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     dann,
     double_backprop,
     erm,
+    fast_at,
     greace,
     great,
     great_distill,
@@ -14,6 +15,7 @@ from . import (  # noqa: F401
     kd,
     mdd,
     mtl,
+    pgd_at,
     sobolev,
 )
 from .base import METHODS, Batch, Method, MethodOutput, create_method

@@ -107,7 +107,8 @@ class GradientAdversarial(Method):
     """Base of the GREAT family: a main network, an auxiliary network on its input gradients.
 
     Subclasses set ``reverse`` and ``greace`` and provide the schedules ``alpha`` and ``beta``
-    (a missing one is the constant 0).
+    (a missing one is the constant 0) and GREACE's ``form`` (see
+    :func:`~gradversary.functional.greace_adjust`).
 
     Shape:
         batch.x_s: (N, *) in any range, batch.y_s: (N,); the target inputs are ignored.
@@ -128,9 +129,10 @@ class GradientAdversarial(Method):
         return self.reverse
 
     def __init__(self, model: FeatureClassifier, cfg: GradientAuxConfig,
-                 alpha: Schedule | None = None, beta: Schedule | None = None):
+                 alpha: Schedule | None = None, beta: Schedule | None = None, form: str = "eq6"):
         super().__init__(model)
         self.cfg = cfg
+        self.form = form
         self.aux = build_auxiliary(model, cfg.aux_model)
         self.grl = GradientReversal(0.0)
         self.alpha = alpha or create_schedule({"name": "constant", "value": 0.0})
@@ -159,7 +161,7 @@ class GradientAdversarial(Method):
         ce = F.cross_entropy(logits, y, reduction="none")
         beta = self.beta.value if self.greace else 0.0
         if self.greace:
-            ce = ce + greace_adjust(logits, aux_logits, y, beta)
+            ce = ce + greace_adjust(logits, aux_logits, y, beta, self.form)
         task_loss = ce.mean()
         with torch.no_grad():
             metrics: dict[str, Tensor] = {

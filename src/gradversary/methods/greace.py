@@ -17,6 +17,7 @@ beta_max (1 - (1 - p)^0.9), beta_max = 2 for CIFAR-10 and 10 for SVHN (section 3
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..models.base import FeatureClassifier
 from ..schedules import create_schedule
@@ -32,10 +33,15 @@ class GREACEConfig(GradientAuxConfig):
 
     Args:
         beta_schedule: the penalty beta (default: PolyRamp, max 2 (CIFAR-10), power 0.9).
+        form: GREACE's added logit gradient: ``eq6`` (the paper, kept as the default; it
+            diverges in long runs), ``prob`` (the gradient of the bounded penalty
+            beta sum_{k != y} softmax(a')_k p_k) or ``centered`` (eq. 6's weights projected to
+            sum to zero: a diagnostic); see :func:`~gradversary.functional.greace_adjust`.
     """
 
     beta_schedule: dict = field(
         default_factory=lambda: {"name": "poly_ramp", "max": 2.0, "power": 0.9})
+    form: Literal["eq6", "prob", "centered"] = "eq6"
 
 
 @METHODS.register("greace", GREACEConfig)
@@ -54,4 +60,4 @@ class GREACE(GradientAdversarial):
 
     def __init__(self, model: FeatureClassifier, cfg: GREACEConfig | None = None):
         cfg = cfg or GREACEConfig()
-        super().__init__(model, cfg, beta=create_schedule(cfg.beta_schedule, default="poly_ramp"))
+        super().__init__(model, cfg, beta=create_schedule(cfg.beta_schedule, default="poly_ramp"), form=cfg.form)

@@ -14,6 +14,7 @@ max (1 - (1 - p)^0.9); alpha_max = 1, beta_max = 2 (CIFAR-10) or 10 (SVHN).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..models.base import FeatureClassifier
 from ..schedules import create_schedule
@@ -30,12 +31,16 @@ class GreatGreaceConfig(GradientAuxConfig):
     Args:
         alpha_schedule: the reversal coefficient alpha (default: PolyRamp, max 1, power 0.9).
         beta_schedule: the GREACE penalty beta (default: PolyRamp, max 2, power 0.9).
+        form: GREACE's added logit gradient: ``eq6`` (the paper, the default), ``prob``
+            (bounded) or ``centered`` (diagnostic); see
+            :func:`~gradversary.functional.greace_adjust`.
     """
 
     alpha_schedule: dict = field(
         default_factory=lambda: {"name": "poly_ramp", "max": 1.0, "power": 0.9})
     beta_schedule: dict = field(
         default_factory=lambda: {"name": "poly_ramp", "max": 2.0, "power": 0.9})
+    form: Literal["eq6", "prob", "centered"] = "eq6"
 
 
 @METHODS.register("great_greace", GreatGreaceConfig)
@@ -57,4 +62,4 @@ class GreatGreace(GradientAdversarial):
         cfg = cfg or GreatGreaceConfig()
         super().__init__(model, cfg,
                          alpha=create_schedule(cfg.alpha_schedule, default="poly_ramp"),
-                         beta=create_schedule(cfg.beta_schedule, default="poly_ramp"))
+                         beta=create_schedule(cfg.beta_schedule, default="poly_ramp"), form=cfg.form)
