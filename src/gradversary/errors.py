@@ -28,19 +28,25 @@ class RunExistsError(GradversaryError, FileExistsError):
 
 
 class DivergenceError(GradversaryError, FloatingPointError):
-    """Training produced a non-finite loss.
+    """Training produced a non-finite loss, or a finite one running away.
 
     Args:
-        step: the (1-based) optimisation step whose loss was not finite.
+        step: the (1-based) optimisation step whose loss was not finite, or at which the
+            runaway watch fired.
         parts: the named loss parts at that step, to show which one diverged.
+        checkpoint: the checkpoint kept, if one had been written.
+        reason: what the runaway watch saw (``None``: a non-finite loss).
     """
 
-    def __init__(self, step: int, parts: dict[str, float] | None = None, checkpoint: str | None = None):
+    def __init__(self, step: int, parts: dict[str, float] | None = None, checkpoint: str | None = None,
+                 reason: str | None = None):
         self.step = step
         self.parts = dict(parts or {})
         self.checkpoint = checkpoint
+        self.reason = reason
         detail = ", ".join(f"{k}={v:.4g}" for k, v in self.parts.items())
-        msg = f"loss is not finite at step {step}" + (f" ({detail})" if detail else "")
+        msg = (f"training diverged: {reason}" if reason else f"loss is not finite at step {step}")
+        msg += f" ({detail})" if detail else ""
         msg += (
             f"; the last good checkpoint is kept at {checkpoint}" if checkpoint
             else "; no checkpoint had been written yet"

@@ -19,6 +19,7 @@ from ..models.base import MODELS
 from ..registry import Registry
 from ..schedules import SCHEDULES
 from ..selection.validators import resolve_validators
+from .divergence import DivergenceConfig
 
 __all__ = ["OptimConfig", "TrainConfig", "SelectionConfig", "RunConfig", "resolve_config", "load_config"]
 
@@ -93,6 +94,9 @@ class TrainConfig:
         augment: random crop / flip of the training images (source, and target unless
             ``target: false``), e.g. ``{crop: 28, pad: 2, flip: false}``; null for none. See
             :mod:`gradversary.data.augment`.
+        divergence: when a run with finite losses counts as diverged (loss or gradient norm
+            grown by orders of magnitude; see :class:`~gradversary.engine.divergence.DivergenceConfig`);
+            on by default, ``{enabled: false}`` to turn it off.
     """
 
     steps: int | None = None
@@ -109,6 +113,7 @@ class TrainConfig:
     threads: int | str | None = "auto"
     ema_decay: float | None = None
     augment: AugmentConfig | None = None
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:

@@ -41,6 +41,7 @@ from ..selection.validators import build_inputs, resolve_validators, score_valid
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import OptimConfig, RunConfig, resolve_config
 from .distributed import DistInfo, init_distributed, wrap_ddp
+from .divergence import DivergenceWatch
 from .ema import EMA
 from .logger import MetricsLog
 from .resume import check_resume_changes, config_changes, schedules_constant
@@ -202,6 +203,7 @@ class Trainer:
             s.bind_total_steps(self.total_steps)
         self.net = wrap_ddp(self.method, t.device) if self.dist.enabled else self.method
         self.ema = EMA(self.method, t.ema_decay) if t.ema_decay is not None else None
+        self.watch = DivergenceWatch(t.divergence)
         self.step = 0
         self.main = self.dist.rank == 0
         self.persist = persist
@@ -263,6 +265,7 @@ class Trainer:
             "rng": rng_state(),
             **({"ema": self.ema.state_dict()} if self.ema else {}),
             "last_eval": dict(self.last_eval),
+            "divergence": self.watch.state_dict(),
             "best": json.dumps(self.best),
             "warnings": json.dumps(self.warnings),
             "wall_time": self.wall_time,
@@ -287,6 +290,7 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not match this run's configuration: {e}") from None
         self.step = int(state["step"])
         self.last_eval = dict(state.get("last_eval", {}))
+        self.watch.load_state_dict(state.get("divergence", {}))
         self.best = json.loads(state.get("best", "{}"))
         self.warnings = json.loads(state.get("warnings", "[]"))
         self.wall_time = float(state.get("wall_time", 0.0))
@@ -339,6 +343,12 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        values = {**out.parts, **out.metrics}
+        if self.watch.watches_gradients:  # before clipping: the norm the loss produced
+            grads = [p.grad for o in self.optimizers.values() for g in o.param_groups
+                     for p in g["params"] if p.grad is not None]
+            if grads:
+                values["param_grad_norm"] = torch.nn.utils.get_total_norm(grads)
         for name, opt in self.optimizers.items():
             if self._clip[name]:
                 params = [p for g in opt.param_groups for p in g["params"]]
@@ -346,7 +356,7 @@ class Trainer:
             opt.step()
         if self.ema:
             self.ema.update(self.method)
-        return out.loss.detach(), {**out.parts, **out.metrics}
+        return out.loss.detach(), values
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -456,6 +466,11 @@ class Trainer:
         record.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
         self._watch_collapse(record)
         self.log.write(record)
+        runaway = self.watch.update(self.step, record)
+        if runaway is not None:
+            kept = str(self.ckpt_path) if self.ckpt_path.exists() else None
+            self.log.write({"kind": "diverged", "step": self.step, "reason": runaway})
+            raise DivergenceError(self.step, {}, kept, reason=runaway)
         if bar is not None:
             post = {"loss": f"{record['loss']:.3f}"}
             for k in ("src_acc", "domain_acc"):
@@ -542,8 +557,9 @@ class Trainer:
         Raises:
             RunExistsError: ``run_dir`` holds a run, and neither ``resume`` nor ``force``.
             ConfigError: on resume, a change of config that makes it another run.
-            DivergenceError: on a non-finite loss, naming the step; the last good checkpoint
-                is kept.
+            DivergenceError: on a non-finite loss, or a loss or gradient norm running away
+                (``train.divergence``), naming the step and the figure; the last checkpoint,
+                written before, is kept.
         """
         t = self.cfg.train
         self._start(resume, force)
