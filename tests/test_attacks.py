@@ -8,6 +8,7 @@ term of d . (x* - 1/2) is <= 0, so nothing survives.
 """
 
 import copy
+import math
 
 import pytest
 import torch
@@ -34,7 +35,8 @@ torch.set_num_threads(1)
 
 SHAPE = (1, 4, 4)
 # Keep the suite fast: a small query budget for Square, fixed seeds for the random attacks.
-FAST = {"square": {"n_queries": 300, "seed": 0}, "pgd": {"seed": 0}}
+FAST = {"square": {"n_queries": 300, "seed": 0}, "pgd": {"seed": 0},
+        "apgd_ce": {"steps": 20, "seed": 0}, "apgd_t": {"steps": 20, "seed": 0}}
 
 
 def linear_toy(k: int = 2, seed: int = 0, noise_from: nn.Module | None = None) -> FeatureClassifier:
@@ -148,7 +150,7 @@ def test_parameter_gradients_are_left_alone(name):
     assert all(p.requires_grad for p in [*model.parameters(), *source.parameters()])
 
 
-@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd"])
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd", "apgd_ce", "apgd_t"])
 def test_gradient_attacks_reach_the_hand_computed_optimum_on_the_linear_toy(name):
     model = linear_toy(2)
     x, y = toy_data(model)
@@ -414,3 +416,160 @@ def test_pgd_with_non_saturating_losses_beats_ce_on_saturated_logits(loss):
     assert other < ce
     with pytest.raises(ConfigError, match="did you mean 'dlr'"):
         PGD(0.1, loss="dlrr")
+
+
+# ----------------------------------------------------------------- APGD (Croce & Hein, ICML 2020)
+def test_apgd_checkpoints_follow_the_published_rule():
+    from gradversary.attacks import apgd_checkpoints
+
+    # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (steps shrink by .03, at least .06)
+    assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert apgd_checkpoints(1000) == [220, 410, 570, 700, 800, 870, 930, 990]
+    assert apgd_checkpoints(10) == [3, 5, 6, 7, 8, 9, 10]  # ceil(2.2), ceil(4.1), ...; no repeats
+
+
+def _apgd_reference(f, x, eps, n_iter, rho=0.75, alpha=0.75):
+    """Algorithm 1 of Croce & Hein for ONE example, written out with Python lists: returns the
+    final step size, x_max and f_max. ``f`` maps a (1, *) point to (loss, gradient)."""
+    w = [0]
+    p0, p1 = 0.0, 0.22
+    while p1 <= 1.0:
+        w.append(math.ceil(round(p1 * n_iter, 9)))
+        p0, p1 = p1, p1 + max(p1 - p0 - 0.03, 0.06)
+    w = sorted(set(w))
+    proj = lambda v: torch.minimum(torch.maximum(v, x - eps), x + eps).clamp(0, 1)  # noqa: E731
+    eta = 2 * eps
+    xs, fs = [x.clone()], []
+    fx, gx = f(xs[0])
+    fs.append(fx)
+    x_max, f_max, g_max = xs[0], fx, gx
+    cur_g = gx
+    halved_at_last, fmax_at_last = False, f_max
+    for k in range(n_iter):
+        cur = xs[-1]
+        z = proj(cur + eta * cur_g.sign())
+        nxt = z if k == 0 else proj(cur + alpha * (z - cur) + (1 - alpha) * (cur - xs[-2]))
+        fn, gn = f(nxt)
+        xs.append(nxt)
+        fs.append(fn)
+        cur_g = gn
+        if fn > f_max:
+            x_max, f_max, g_max = nxt, fn, gn
+        if k + 1 in w[1:]:
+            j = w.index(k + 1)
+            rises = sum(fs[i + 1] > fs[i] for i in range(w[j - 1], w[j]))
+            cond1 = rises < rho * (w[j] - w[j - 1])
+            cond2 = (not halved_at_last) and f_max <= fmax_at_last
+            halved_at_last, fmax_at_last = cond1 or cond2, f_max
+            if cond1 or cond2:
+                eta /= 2
+                xs[-1], cur_g = x_max, g_max
+    return eta, x_max, f_max
+
+
+def test_apgd_run_matches_a_hand_written_algorithm_1():
+    from gradversary.attacks import APGD
+
+    net, x, y = _wiggly(6)
+    net, x = net.double(), x.double()  # float64: batch and single passes agree to the last sign
+    eps, n_iter = 0.05, 30
+
+    def f_of(i):
+        def f(v):
+            v = v.detach().requires_grad_(True)
+            loss = F.cross_entropy(net(v), y[i:i + 1], reduction="sum")
+            (g,) = torch.autograd.grad(loss, v)
+            return float(loss.detach()), g
+        return f
+
+    run = APGD(eps, steps=n_iter, random_start=False).run(net, x, y)
+    halvings = set()
+    for i in range(x.shape[0]):
+        eta, x_max, f_max = _apgd_reference(f_of(i), x[i:i + 1], eps, n_iter)
+        assert float(run.step_size[i]) == pytest.approx(eta)
+        torch.testing.assert_close(run.x_max[i:i + 1], x_max, rtol=0, atol=1e-6)
+        assert float(run.f_max[i]) == pytest.approx(f_max, rel=1e-5)
+        halvings.add(round(math.log2(2 * eps / eta)))
+    assert len(halvings) > 1  # the examples took different step-size paths: the test can tell
+
+
+def test_apgd_halves_at_every_checkpoint_when_the_loss_is_flat():
+    from gradversary.attacks import APGD, apgd_checkpoints
+
+    flat = FeatureClassifier(nn.Flatten(), nn.Linear(16, 3), 16, 3)
+    with torch.no_grad():
+        flat.head.weight.zero_()  # no gradient, no rise: condition 1 holds at each checkpoint
+    x, y = torch.rand(5, *SHAPE), torch.tensor([0, 1, 2, 0, 1])
+    run = APGD(0.1, steps=100, seed=0).run(flat, x, y)
+    expected = 0.2 / 2 ** len(apgd_checkpoints(100))
+    torch.testing.assert_close(run.step_size, torch.full((5,), expected))
+
+
+def test_apgd_t_tries_the_top_k_other_classes_in_order():
+    from gradversary.attacks import APGDT
+
+    model = linear_toy(6)
+    x, y = toy_data(model, n=32)
+    attack = APGDT(0.02, steps=5, n_target_classes=3, seed=0)
+    seen = []
+    plain = attack.run
+
+    def run(m, xx, yy, loss_target=None, hit_target=None):
+        seen.append((xx.shape[0], loss_target.clone()))
+        assert hit_target is None  # untargeted use: success is misclassification
+        return plain(m, xx, yy, loss_target, hit_target)
+
+    attack.run = run
+    attack(model, x, y)
+    order = model(x).argsort(1, descending=True)
+    assert len(seen) == 3 and seen[0][0] == 32
+    torch.testing.assert_close(seen[0][1], order[:, 1])
+    assert all(n <= 32 for n, _ in seen)
+    assert all(int(t.eq(order[:t.shape[0], 0]).sum()) == 0 or n < 32 for n, t in seen)
+
+
+def test_apgd_is_at_least_as_strong_as_pgd_on_a_wiggly_model():
+    from gradversary.attacks import APGD, APGDT
+
+    net, x, y = _wiggly(128)
+
+    def acc(attack):
+        with torch.no_grad():
+            return float((net(attack(net, x, y)).argmax(1) == y).float().mean())
+
+    pgd = acc(PGD(0.01, steps=20, seed=0))
+    apgd, apgd_t = acc(APGD(0.01, steps=20, seed=0)), acc(APGDT(0.01, steps=20, seed=0))
+    assert 0.0 < pgd < 1.0
+    assert apgd <= pgd + 0.02 and apgd_t <= pgd + 0.02, (pgd, apgd, apgd_t)
+
+
+def test_evaluate_attacks_combines_every_attack_into_the_worst_case():
+    from gradversary.attacks import evaluate_attacks
+
+    model = linear_toy(4)
+    x, y = toy_data(model, n=48)
+    attacks = {"fgsm": build("fgsm", 0.05, model), "apgd_ce": build("apgd_ce", 0.05, model),
+               "apgd_t": build("apgd_t", 0.05, model)}
+    res = evaluate_attacks(model, attacks, (x, y), batch_size=16)
+    assert set(res) == {"clean", "fgsm", "apgd_ce", "apgd_t", "worst_case"}
+    expected = res["clean"].correct & res["fgsm"].correct & res["apgd_ce"].correct & res["apgd_t"].correct
+    assert torch.equal(res["worst_case"].correct, expected)
+    assert res["worst_case"].accuracy <= min(r.accuracy for r in res.values())
+    with pytest.raises(ConfigError, match="reserved"):
+        evaluate_attacks(model, {"clean": None}, (x, y))
+
+
+@pytest.mark.slow
+def test_apgd_agrees_with_torchattacks_when_installed():
+    ta = pytest.importorskip("torchattacks")  # optional: never installed at test time
+    from gradversary.attacks import APGD
+
+    net, x, y = _wiggly(128)
+
+    def acc(x_adv):
+        with torch.no_grad():
+            return float((net(x_adv).argmax(1) == y).float().mean())
+
+    ours = acc(APGD(0.01, steps=50, seed=0)(net, x, y))
+    theirs = acc(ta.APGD(net, eps=0.01, steps=50, loss="ce", seed=0)(x, y))
+    assert abs(ours - theirs) <= 0.05, (ours, theirs)

@@ -32,7 +32,7 @@ from ..errors import ConfigError, DataError
 from .base import Attack, eval_mode
 
 __all__ = [
-    "RobustAccuracy", "robust_accuracy", "worst_case", "zero_gradient_share",
+    "RobustAccuracy", "robust_accuracy", "worst_case", "evaluate_attacks", "zero_gradient_share",
     "AccuracyTable", "Check", "gradient_masking_checks",
 ]
 
@@ -113,6 +113,39 @@ def worst_case(*results: RobustAccuracy) -> RobustAccuracy:
     return RobustAccuracy(correct.float().mean().item(), correct)
 
 
+def evaluate_attacks(model: nn.Module, attacks: Mapping[str, Attack | None], data,
+                     batch_size: int = 256,
+                     target_fns: Mapping[str, TargetFn] | None = None) -> dict[str, RobustAccuracy]:
+    """Accuracy under each attack, plus ``clean`` and the per-example ``worst_case`` over all.
+
+    The worst case counts an example only if it is correct without attack and under every
+    attack given (FGSM, PGD, APGD-CE, APGD-T, Square, transfer...): a defence is as strong as
+    the strongest attack on each example, not on average.
+
+    Args:
+        model: the classifier.
+        attacks: name -> attack (``None``: clean); ``clean`` and ``worst_case`` are reserved.
+        data: as :func:`robust_accuracy` (in a fixed order: the masks are combined).
+        batch_size: batch size when ``data`` is a pair of tensors.
+        target_fns: name -> target builder for the attacks to run targeted.
+
+    Shape:
+        x: (N, C, H, W) in [0, 1]; y: (N,); each result's ``correct``: (N,) bool.
+    """
+    reserved = {"clean", "worst_case"} & set(attacks)
+    if reserved:
+        raise ConfigError(f"attack names {sorted(reserved)} are reserved")
+    target_fns = dict(target_fns or {})
+    unknown = set(target_fns) - set(attacks)
+    if unknown:
+        raise ConfigError(f"target_fns names {sorted(unknown)}, not among the attacks")
+    out = {"clean": robust_accuracy(model, None, data, batch_size)}
+    for name, attack in attacks.items():
+        out[name] = robust_accuracy(model, attack, data, batch_size, target_fns.get(name))
+    out["worst_case"] = worst_case(*out.values())
+    return out
+
+
 def zero_gradient_share(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256) -> float:
     """Share of inputs whose cross-entropy input gradient is exactly zero everywhere.
 
@@ -141,6 +174,7 @@ class AccuracyTable:
         fgsm, ifgsm, pgd: under FGSM, iterated FGSM and PGD at the table's eps.
         pgd_strong: under PGD with more steps and/or restarts at the same eps.
         pgd_dlr: under PGD on a non-saturating loss (DLR or margin) at the same eps.
+        apgd_ce, apgd_t: under APGD-CE and APGD-T (AutoAttack's gradient attacks) at the eps.
         square: under the Square attack (gradient-free) at the same eps.
         transfer: under the transfer attack at the same eps.
         pgd_by_eps: eps -> accuracy under PGD, for the accuracy-versus-eps curve.
@@ -153,6 +187,8 @@ class AccuracyTable:
     pgd: float | None = None
     pgd_strong: float | None = None
     pgd_dlr: float | None = None
+    apgd_ce: float | None = None
+    apgd_t: float | None = None
     square: float | None = None
     transfer: float | None = None
     pgd_by_eps: dict = field(default_factory=dict)
@@ -251,7 +287,8 @@ def _ce_not_saturated(t: AccuracyTable, tol: float) -> Check:
 def _not_above_clean(t: AccuracyTable, tol: float) -> Check:
     name = "attacks_not_above_clean"
     accs = {"FGSM": t.fgsm, "iFGSM": t.ifgsm, "PGD": t.pgd, "stronger PGD": t.pgd_strong,
-            "PGD-DLR": t.pgd_dlr, "Square": t.square, "transfer": t.transfer,
+            "PGD-DLR": t.pgd_dlr, "APGD-CE": t.apgd_ce, "APGD-T": t.apgd_t, "Square": t.square,
+            "transfer": t.transfer,
             **{f"PGD at eps {e:g}": a for e, a in t.pgd_by_eps.items()}}
     accs = {k: v for k, v in accs.items() if v is not None}
     if not accs:
@@ -310,7 +347,7 @@ def _more_steps(t: AccuracyTable, tol: float) -> list[Check]:
 
 def _not_stronger_than_pgd(t: AccuracyTable, tol: float, name: str, label: str,
                            value: float | None) -> Check:
-    white = [v for v in (t.pgd, t.pgd_strong, t.pgd_dlr) if v is not None]
+    white = [v for v in (t.pgd, t.pgd_strong, t.pgd_dlr, t.apgd_ce, t.apgd_t) if v is not None]
     if value is None or not white:
         return _skip(name, f"{label} and PGD")
     ok = value >= min(white) - tol
