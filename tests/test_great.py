@@ -128,6 +128,93 @@ def test_greace_logit_gradient_is_eq6_written_out():
     assert a_aux.grad is None  # the auxiliary network learns only from its own loss
 
 
+def _greace_grad(form, n=5, k=4, beta=2.5):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, k, generator=g, dtype=torch.float64, requires_grad=True)
+    a_aux = torch.randn(n, k, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 3, 1, 1, 2])[:n]
+    loss = (F.cross_entropy(a, y, reduction="none") + greace_adjust(a, a_aux, y, beta, form)).mean()
+    torch.testing.assert_close(loss, F.cross_entropy(a, y))  # every form: the value is the CE
+    loss.backward()
+    return a.detach(), a_aux, y, a.grad
+
+
+@pytest.mark.parametrize("form", ["prob", "centered"])
+def test_bounded_greace_forms_against_their_own_formulas(form):
+    beta = 2.5
+    a, a_aux, y, grad = _greace_grad(form, beta=beta)
+    n, k = a.shape
+    expected = torch.zeros(n, k, dtype=torch.float64)
+    for i in range(n):
+        za = sum(math.exp(a[i, j].item()) for j in range(k))
+        zx = sum(math.exp(a_aux[i, j].item()) for j in range(k))
+        p = [math.exp(a[i, j].item()) / za for j in range(k)]
+        c = [beta * math.exp(a_aux[i, j].item()) / zx * (j != int(y[i])) for j in range(k)]
+        for j in range(k):
+            if form == "prob":  # d/da_j of sum_l c_l p_l = p_j (c_j - sum_l c_l p_l)
+                added = p[j] * (c[j] - sum(cl * pl for cl, pl in zip(c, p)))
+            else:               # c_j - mean_l c_l
+                added = c[j] - sum(c) / k
+            expected[i, j] = (p[j] - (j == int(y[i])) + added) / n
+    torch.testing.assert_close(grad, expected)
+    # both remove eq. 6's class sum beta (1 - softmax(a')_y) / N: the logit gradient sums to 0
+    torch.testing.assert_close(grad.sum(1), torch.zeros(n, dtype=torch.float64))
+    _, _, _, eq6 = _greace_grad("eq6", beta=beta)
+    s = torch.softmax(a_aux, 1).gather(1, y[:, None])[:, 0]
+    torch.testing.assert_close(eq6.sum(1), beta * (1 - s) / n)
+    with pytest.raises(ValueError, match="form"):
+        greace_adjust(a, a_aux, y, beta, "eq7")
+
+
+def _toy_logit_norms(form, separable, steps=(300, 600)):
+    """Full-batch gradient descent on a linear 3-class model, CE + GREACE with fixed auxiliary
+    weights (random per example): the mean logit norm and mean logit sum at each of ``steps``."""
+    g = torch.Generator().manual_seed(0)
+    n, k = 300, 3
+    y = torch.randint(0, k, (n,), generator=g)
+    x = torch.randn(n, 2, generator=g) + (4.0 if separable else 0.5) * F.one_hot(y, k)[:, :2]
+    a_aux = torch.randn(n, k, generator=g)
+    W = torch.zeros(k, 2, requires_grad=True)
+    b = torch.zeros(k, requires_grad=True)
+    opt = torch.optim.SGD([W, b], lr=1.0)
+    out = []
+    for t in range(1, steps[-1] + 1):
+        a = x @ W.T + b
+        loss = F.cross_entropy(a, y, reduction="none")
+        if form != "ce":
+            loss = loss + greace_adjust(a, a_aux, y, 1.0, form)
+        opt.zero_grad()
+        loss.mean().backward()
+        opt.step()
+        if t in steps:
+            a = a.detach()
+            out.append((float(a.norm(dim=1).mean()), float(a.sum(1).mean())))
+    return out
+
+
+@pytest.mark.parametrize("separable", [False, True], ids=["overlapping", "separable"])
+def test_eq6_runs_away_on_a_toy_problem_and_the_prob_form_stays_bounded(separable):
+    # The divergence, explained: eq. 6 is the gradient of CE + beta sum_{k != y} w_k a_k with
+    # constant w, linear in the logits and unbounded below; its class sum never vanishes while
+    # CE ignores a common shift, so the mean logit sum falls linearly and the norm grows with t.
+    (n1, s1), (n2, s2) = _toy_logit_norms("eq6", separable)
+    assert n1 > 50 and n2 > 1.8 * n1, (n1, n2)
+    assert s2 < 1.8 * s1 < 0, (s1, s2)
+    # prob: bounded penalty, zero class sum; the logits behave like plain CE's
+    (c1, _), (c2, _) = _toy_logit_norms("ce", separable)
+    (p1, ps1), (p2, ps2) = _toy_logit_norms("prob", separable)
+    assert p2 < 1.2 * c2 and p2 < 1.1 * p1 + 0.5, (c2, p1, p2)
+    assert abs(ps2 - ps1) < 0.1
+    # centered: no drift of the sum; bounded where CE dominates (overlapping classes), but its
+    # constant push still runs the margins off once the network separates the data
+    (q1, qs1), (q2, qs2) = _toy_logit_norms("centered", separable)
+    assert abs(qs2 - qs1) < 0.1
+    if separable:
+        assert q2 > 1.8 * q1 > 50
+    else:
+        assert q2 < 1.01 * q1 < 5
+
+
 # ----------------------------------------------------------------- the auxiliary network
 def test_auxiliary_is_the_main_architecture_with_leaky_relu_and_no_input_normalisation():
     torch.manual_seed(0)
