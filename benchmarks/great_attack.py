@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from gradversary.attacks import FGSM, PGD, APGD, APGDT, Square, evaluate_attacks
+from gradversary.attacks import APGD, APGDT, FGSM, PGD, Square, evaluate_attacks
 from gradversary.engine import Trainer
 
 COLUMNS = ("clean", "fgsm", "pgd", "apgd_ce", "apgd_t", "square", "worst_case")
