@@ -7,7 +7,8 @@ window means of the loss and of the parameter-gradient norm), and fires when the
 the last ``window`` records is more than ``ratio`` times the smallest such median seen so far
 (the reference, taken no lower than a floor):
 
-    stat_t = median(x_{t - window + 1}, ..., x_t),   fire if stat_t > ratio * max(min_{s < t} stat_s, floor)
+    stat_t = median(x_{t - window + 1}, ..., x_t)
+    fire if stat_t > ratio * max(min_{s < t} stat_s, floor)
 
 The median over a window ignores a single spike; the floor keeps a run that fits its batches
 to a loss near 0 from being stopped by an ordinary bump. One object owns this state; the

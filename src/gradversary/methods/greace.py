@@ -60,4 +60,5 @@ class GREACE(GradientAdversarial):
 
     def __init__(self, model: FeatureClassifier, cfg: GREACEConfig | None = None):
         cfg = cfg or GREACEConfig()
-        super().__init__(model, cfg, beta=create_schedule(cfg.beta_schedule, default="poly_ramp"), form=cfg.form)
+        super().__init__(model, cfg, form=cfg.form,
+                         beta=create_schedule(cfg.beta_schedule, default="poly_ramp"))

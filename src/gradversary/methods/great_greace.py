@@ -62,4 +62,5 @@ class GreatGreace(GradientAdversarial):
         cfg = cfg or GreatGreaceConfig()
         super().__init__(model, cfg,
                          alpha=create_schedule(cfg.alpha_schedule, default="poly_ramp"),
-                         beta=create_schedule(cfg.beta_schedule, default="poly_ramp"), form=cfg.form)
+                         beta=create_schedule(cfg.beta_schedule, default="poly_ramp"),
+                         form=cfg.form)
