@@ -247,7 +247,7 @@ def test_greace_alone_sends_nothing_from_the_auxiliary_loss_into_the_main_networ
 
 
 # ----------------------------------------------------------------- one step against a reference
-def _hand_step(P, x, y, alpha, beta, normalize, greace):
+def _hand_step(P, x, y, alpha, beta, normalize, greace, form="eq6"):
     """The GREAT / GRE(AT+CE) losses from raw tensors: mlp [5] main, its LeakyReLU copy aux."""
     h = x @ P["W1"].T + P["b1"]
     a = torch.relu(h) @ P["W2"].T + P["b2"]                          # main logits (N, K)
@@ -264,17 +264,21 @@ def _hand_step(P, x, y, alpha, beta, normalize, greace):
     aux_loss = -(a2.log_softmax(1) * onehot).sum(1).mean()
     # GREACE: the constant weights beta softmax(a') on the negative classes, on the logits
     w = beta * a2.detach().softmax(1) * (1 - onehot) if greace else torch.zeros_like(a)
+    if form == "prob":  # the bounded form: beta sum_{k != y} softmax(a')_k p_k
+        return task_loss, aux_loss, (w * p).sum(1).mean()
     return task_loss, aux_loss, (w * a).sum(1).mean()
 
 
-@pytest.mark.parametrize("method,normalize", [("great", "none"), ("great", "l2"),
-                                              ("great_greace", "none")])
-def test_one_great_step_matches_hand_written_step(tmp_path, method, normalize):
+@pytest.mark.parametrize("method,normalize,form", [("great", "none", None), ("great", "l2", None),
+                                                   ("great_greace", "none", "eq6"),
+                                                   ("great_greace", "none", "prob")])
+def test_one_great_step_matches_hand_written_step(tmp_path, method, normalize, form):
     p, amax, bmax = 0.4, 1.5, 3.0
     mcfg = {"name": method, "normalize": normalize,
             "alpha_schedule": {"name": "poly_ramp", "max": amax, "power": 0.9}}
     if method == "great_greace":
         mcfg["beta_schedule"] = {"name": "poly_ramp", "max": bmax, "power": 0.9}
+        mcfg["form"] = form
     cfg = resolve_config({
         "method": mcfg, "model": {"name": "mlp", "hidden": [5]},
         "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.0,
@@ -296,7 +300,7 @@ def test_one_great_step_matches_hand_written_step(tmp_path, method, normalize):
     ramp = 1.0 - (1.0 - p) ** 0.9
     alpha, beta = amax * ramp, (bmax * ramp if method == "great_greace" else 0.0)
     task_loss, aux_loss, greace_term = _hand_step(P, batch.x_s, batch.y_s, alpha, beta,
-                                                  normalize, method == "great_greace")
+                                                  normalize, method == "great_greace", form)
     main, aux = ["W1", "b1", "W2", "b2"], ["V1", "c1", "V2", "c2"]
     g_task = torch.autograd.grad(task_loss + greace_term, [P[k] for k in main], retain_graph=True)
     g_aux = torch.autograd.grad(aux_loss, [P[k] for k in main + aux], allow_unused=True)
