@@ -29,7 +29,7 @@ COLUMNS = ("clean", "fgsm", "pgd", "apgd_ce", "apgd_t", "square", "worst_case")
 
 
 def attack_run(run_dir: str, eps_list, n: int, args) -> dict:
-    tr = Trainer.from_run_dir(run_dir)
+    tr = Trainer.from_run_dir(run_dir, args.data_root)
     test = tr.task.eval["source_test"]
     idx = torch.randperm(len(test.y), generator=torch.Generator().manual_seed(args.seed))[:n]
     x, y = test.x[idx], test.y[idx]
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data-root", default=None, help="dataset folder")
     ap.add_argument("--out", default=None, help="JSON file for the figures")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
