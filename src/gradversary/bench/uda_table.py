@@ -64,7 +64,7 @@ def methods_table(data: dict, suite) -> list[str]:
                     _cell([r.get("wall_time_s") for r in runs], 0, 0)])
         if lines_by_task:
             table = [line for ls in lines_by_task.values() for line in ls]
-            lines += [f"## {group.title}", "", markdown_table(cols, table), ""]
+            lines += [f"## {group.title}", "", markdown_table(cols, table)]
     total = sum(r.get("wall_time_s", 0.0) for r in runs_all)
     lines += [f"Total run time: {total / 3600:.2f} h over {len(runs_all)} runs (one thread each).", ""]
     if suite.reference:
