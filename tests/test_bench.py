@@ -37,7 +37,7 @@ def _run(suite, tmp_path, seeds=(0, 1), **kw):
 
 
 def test_every_suite_spec_loads_and_names_existing_configs():
-    assert {"dann", "great-defense", "great-mtl", "great-distill"} <= set(list_suites(SPECS))
+    assert {"dann", "digits", "great-defense", "great-mtl", "great-distill"} <= set(list_suites(SPECS))
     for name in list_suites(SPECS):
         suite = load_suite(name, SPECS)
         for row in suite.rows:
@@ -322,3 +322,56 @@ def test_cli_lists_the_suites_and_gives_each_only_its_own_options(capsys, monkey
     assert all(name in out for name in ("dann", "great-defense", "great-mtl", "great-distill"))
     with pytest.raises(SystemExit):  # --select is the DANN suite's option only
         main(["bench", "great-mtl", "--select", "iwcv"])
+
+
+def _methods_table(rows: dict, seeds=(0, 1)) -> str:
+    """The digits suite's ``methods`` table rendered from hand-made run summaries."""
+    from gradversary.bench.runner import render
+
+    suite = load_suite("digits", SPECS)
+    data = {"suite": "digits", "quick": False, "seeds": list(seeds), "stages": {}, "options": {},
+            "provenance": {"command": "cmd", "commit": "abc", "wall_time_s": 0.0, "python": "3",
+                           "torch": "2", "threads": 1, "machine": "x"},
+            "rows": {k: {"title": t, "group": g, "paper": p, "runs": runs} for k, (t, g, p, runs) in rows.items()}}
+    return render(data, suite)
+
+
+def _summary(sel, last, oracle, history, wall=100.0):
+    return {"wall_time_s": wall, "final": {"target_test_acc": last}, "oracle": {"target_test_acc": oracle},
+            "selection": {"criterion": "dev", "metrics": {"target_test_acc": sel}}, "history": history}
+
+
+def test_methods_table_renders_any_method_cells_with_the_validators_choice():
+    # snd+source_val rank means over the history: (1/2, 1/3, 2/3, 1/2) -> the third evaluation
+    hist = [{"step": s, "target_test_acc": a, "score_snd": sn, "score_source_val": sv}
+            for s, a, sn, sv in [(1, 0.5, 0.1, 0.9), (2, 0.6, 0.5, 0.5), (3, 0.9, 0.8, 0.8), (4, 0.7, 0.9, 0.1)]]
+    plain = [{"step": 1, "target_test_acc": 0.5}]  # a run made without the validators
+    text = _methods_table({
+        "mu": ("MNIST → USPS", "usps", {"DANN": 0.917},
+               {"DANN": [_summary(0.80, 0.70, 0.95, hist, 100.0), _summary(0.90, 0.90, 0.97, hist, 300.0)]}),
+        "mu_cdan": ("MNIST → USPS", "usps", {"CDAN": 0.96}, {"CDAN": [_summary(0.91, 0.92, 0.93, plain)]}),
+        "um_x": ("USPS → MNIST", "usps", {}, {"Method X": [_summary(0.5, 0.5, 0.6, hist), _summary(0.5, 0.5, 0.6, hist)]}),
+    })
+    assert ("| MNIST → USPS | DANN | 0.850 ± 0.071 | 0.900 ± 0.000 | 0.800 ± 0.141 | 0.960 ± 0.014 "
+            "| 0.917 | 200 ± 141 |") in text
+    assert ("| MNIST → USPS | CDAN | 0.910 ± 0.000 (n=1) | n/a | 0.920 ± 0.000 (n=1) | 0.930 ± 0.000 (n=1) "
+            "| 0.960 | 100 ± 0 |") in text
+    assert "| USPS → MNIST | Method X |" in text and "| – |" in text  # any label; no reference figure
+    assert "selected (snd+source_val)" in text and "oracle (target labels, not honest)" in text
+    assert "0.922 after 2,500 steps" in text and "## MNIST ↔ USPS" in text and "MNIST-M" not in text.split("##")[-1]
+    assert text.index("| MNIST → USPS | CDAN") < text.index("| USPS → MNIST | Method X")  # by task
+
+
+def test_methods_table_says_when_no_run_carries_the_validator_scores():
+    text = _methods_table({"mu": ("MNIST → USPS", "usps", {}, {"DANN": [_summary(0.8, 0.8, 0.9, [])]})}, seeds=(0,))
+    assert "No run's history carries the scores of `snd+source_val`" in text
+
+
+def test_digits_suite_runs_dann_and_source_only_on_usps_first_then_cdan_mdd_cdan_e_then_mnistm():
+    suite = load_suite("digits", SPECS)
+    order = [(r.title, label) for r in suite.rows for label in r.cells]
+    assert order[:4] == [("MNIST → USPS", "source-only"), ("MNIST → USPS", "DANN"),
+                         ("USPS → MNIST", "source-only"), ("USPS → MNIST", "DANN")]
+    assert [m for _, m in order[4:10]] == ["CDAN", "CDAN", "MDD", "MDD", "CDAN+E", "CDAN+E"]
+    assert {t for t, _ in order[10:]} == {"MNIST → MNIST-M"} and len(order) == 15
+    assert suite.seeds == [0, 1, 2]

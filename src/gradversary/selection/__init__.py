@@ -4,7 +4,7 @@ from .criteria import CRITERIA, checkpoint_risk
 from .pad import PADResult, proxy_a_distance
 from .ranking import leave_one_task_out, regret, weighted_spearman
 from .reverse import ReverseValidation, reverse_validation, split_task
-from .rules import RULES, choose_checkpoint
+from .rules import DEFAULT_VALIDATORS, RULES, choose_by_validators, choose_checkpoint
 from .validators import (
     VALIDATORS,
     ValidatorInputs,
@@ -16,7 +16,7 @@ from .weighting import WeightedRisk, dev_risk, importance_weights, iwcv_risk
 
 __all__ = [
     "CRITERIA", "checkpoint_risk",
-    "RULES", "choose_checkpoint",
+    "RULES", "choose_checkpoint", "DEFAULT_VALIDATORS", "choose_by_validators",
     "PADResult", "proxy_a_distance", "ReverseValidation", "reverse_validation", "split_task",
     "WeightedRisk", "dev_risk", "importance_weights", "iwcv_risk",
     "VALIDATORS", "ValidatorInputs", "ValidatorScore", "create_validator", "score_validators",

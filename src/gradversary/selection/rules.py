@@ -3,6 +3,8 @@
 The trainer applies its selection rule while training (it keeps ``best.pt``); a finished run's
 summary also keeps every evaluation's risk estimate (``history``), so another rule can be
 scored on it without training again. The rules here match the trainer's exactly.
+:func:`choose_by_validators` picks from the label-free validators' scores kept in the same
+history (``score_<name>``), one validator or the rank mean of several (``"snd+source_val"``).
 """
 
 from __future__ import annotations
@@ -10,9 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["RULES", "choose_checkpoint"]
+import numpy as np
+
+from .ranking import rank_mean_scores
+
+__all__ = ["DEFAULT_VALIDATORS", "RULES", "choose_by_validators", "choose_checkpoint"]
 
 RULES = ("min", "one_se")
+#: the default combination chosen by the validator ranking (docs/results/validators.md)
+DEFAULT_VALIDATORS = "snd+source_val"
 
 
 def choose_checkpoint(history: Sequence[dict[str, Any]], rule: str = "min",
@@ -47,3 +55,32 @@ def choose_checkpoint(history: Sequence[dict[str, Any]], rule: str = "min",
         return best
     bound = best["select_risk"] + best.get("select_se", 0.0)
     return [h for h in scored if h["select_risk"] <= bound][-1]
+
+
+def choose_by_validators(history: Sequence[dict[str, Any]], criterion: str = DEFAULT_VALIDATORS
+                         ) -> dict[str, Any]:
+    """The evaluation that label-free validators rank first in a run's history.
+
+    Args:
+        history: evaluations in step order, with ``score_<name>`` entries (higher is better).
+        criterion: a validator name (``snd``), or names joined by ``+`` (``snd+source_val``):
+            each evaluation's score rank within the history, normalised to [0, 1] and averaged
+            over the validators (:func:`~gradversary.selection.ranking.rank_mean_scores`).
+
+    Returns:
+        the chosen history entry (the first of ties). Only evaluations that carry every named
+        score are candidates; a non-finite score ranks lowest.
+
+    Raises:
+        ValueError: an empty criterion, or no evaluation carries all the named scores.
+    """
+    names = [n for n in criterion.split("+") if n]
+    if not names:
+        raise ValueError(f"empty validator criterion {criterion!r}")
+    cands = [h for h in history if all(h.get(f"score_{n}") is not None for n in names)]
+    if not cands:
+        raise ValueError(f"no evaluation in the history has the scores {[f'score_{n}' for n in names]} "
+                         "(the run was made without these validators)")
+    cols = [[float(h[f"score_{n}"]) for h in cands] for n in names]
+    score = rank_mean_scores(cols) if len(names) > 1 else np.where(np.isfinite(cols[0]), cols[0], -np.inf)
+    return cands[int(np.argmax(score))]
