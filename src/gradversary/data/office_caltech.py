@@ -36,7 +36,7 @@ from .root import require_file
 from .task import DATask, DomainData
 
 __all__ = ["FILE", "SHA256", "SOURCE", "DOMAINS", "ALIASES", "OfficeCaltechConfig", "office_caltech",
-           "normalize_features", "read_domain",
+           "normalize_features", "read_domain", "domain_pair_task",
            "nearest_class_mean_check", "vocabulary_check"]
 
 FILE = "office_caltech10_bovw800.npz"
@@ -158,14 +158,25 @@ def office_caltech(root=None, source: str = "amazon", target: str = "webcam",
                      "docstring); cross-domain accuracies on this file are near chance. Use the "
                      "'office_caltech_surf' dataset (the standard SURF features, one shared "
                      "codebook) instead")
+    return domain_pair_task(xs, ys, xt, yt, cfg.source, cfg.target, cfg.normalize)
+
+
+def domain_pair_task(xs: Tensor, ys: Tensor, xt: Tensor, yt: Tensor, source: str, target: str,
+                     normalize: str) -> DATask:
+    """An Office-Caltech task of two domains: each domain's rows serve for training and, whole,
+    as its test split (the standard protocol: every target image is scored).
+
+    Shape:
+        xs: (N_s, F), ys: (N_s,), xt: (N_t, F), yt: (N_t,).
+    """
     return DATask(
         source=DomainData(xs, ys, "source"),
         target=DomainData(xt, yt, "target"),
         num_classes=NUM_CLASSES,
         eval={"source_test": DomainData(xs, ys, "source_test"),
               "target_test": DomainData(xt, yt, "target_test")},
-        name=f"{cfg.source}->{cfg.target}",
-        meta={"source": cfg.source, "target": cfg.target, "normalize": cfg.normalize},
+        name=f"{source}->{target}",
+        meta={"source": source, "target": target, "normalize": normalize},
     )
 
 

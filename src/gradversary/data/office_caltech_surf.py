@@ -23,10 +23,10 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .digits import data_dir, domain_name, read_npz
-from .office_caltech import ALIASES, DOMAINS, NUM_CLASSES, read_domain
+from .office_caltech import ALIASES, DOMAINS, domain_pair_task, read_domain
 from .registry import DATASETS
 from .root import require_file
-from .task import DATask, DomainData
+from .task import DATask
 
 __all__ = ["FILE", "SHA256", "SOURCE", "PUBLISHED_1NN", "OfficeCaltechSurfConfig", "office_caltech_surf",
            "gfk_normalize", "nearest_neighbour_accuracy", "load_domain"]
@@ -129,15 +129,7 @@ def office_caltech_surf(root=None, source: str = "amazon", target: str = "webcam
     if pooled:  # one z-score for both domains (no label used)
         both = gfk_normalize(torch.cat([xs, xt]), "l1_zscore")  # rows already sum to 1
         xs, xt = both[:len(xs)], both[len(xs):]
-    return DATask(
-        source=DomainData(xs, ys, "source"),
-        target=DomainData(xt, yt, "target"),
-        num_classes=NUM_CLASSES,
-        eval={"source_test": DomainData(xs, ys, "source_test"),
-              "target_test": DomainData(xt, yt, "target_test")},
-        name=f"{cfg.source}->{cfg.target}",
-        meta={"source": cfg.source, "target": cfg.target, "normalize": cfg.normalize},
-    )
+    return domain_pair_task(xs, ys, xt, yt, cfg.source, cfg.target, cfg.normalize)
 
 
 def nearest_neighbour_accuracy(xs: Tensor, ys: Tensor, xt: Tensor, yt: Tensor) -> float:

@@ -25,6 +25,7 @@ from ..attacks import eval_mode
 from ..attacks.base import uniform_like
 from ..models.base import FeatureClassifier
 from .base import METHODS, Batch, Method, MethodOutput
+from .pgd_at import train_on_perturbed
 
 __all__ = ["FastATConfig", "FastAdversarialTraining"]
 
@@ -81,9 +82,4 @@ class FastAdversarialTraining(Method):
         with eval_mode(self.model), torch.enable_grad():
             (g,) = torch.autograd.grad(F.cross_entropy(self.model(x0), y, reduction="sum"), x0)
         x_adv = torch.minimum(torch.maximum(x0.detach() + self.alpha * g.sign(), lo), hi)
-        logits = self.model(x_adv)
-        adv_loss = F.cross_entropy(logits, y)
-        with torch.no_grad():
-            metrics = {"adv_acc": (logits.argmax(-1) == y).float().mean(),
-                       "pert_linf": (x_adv - x).flatten(1).abs().amax(1).mean()}
-        return MethodOutput(adv_loss, {"adv_loss": adv_loss}, metrics)
+        return train_on_perturbed(self.model, x, x_adv, y)

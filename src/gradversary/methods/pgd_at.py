@@ -28,7 +28,7 @@ from ..attacks.base import uniform_like
 from ..models.base import FeatureClassifier
 from .base import METHODS, Batch, Method, MethodOutput
 
-__all__ = ["PGDATConfig", "PGDAdversarialTraining", "pgd_linf"]
+__all__ = ["PGDATConfig", "PGDAdversarialTraining", "pgd_linf", "train_on_perturbed"]
 
 
 @dataclass
@@ -77,6 +77,21 @@ def pgd_linf(model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size: floa
     return x_adv.detach()
 
 
+def train_on_perturbed(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor) -> MethodOutput:
+    """Cross-entropy of ``model`` on the perturbed batch ``x_adv`` (the loss trained on), with
+    its accuracy ``adv_acc`` and the mean L-infinity size ``pert_linf`` of ``x_adv - x``.
+
+    Shape:
+        x, x_adv: (N, C, H, W) in [0, 1]; y: (N,).
+    """
+    logits = model(x_adv)
+    adv_loss = F.cross_entropy(logits, y)
+    with torch.no_grad():
+        metrics = {"adv_acc": (logits.argmax(-1) == y).float().mean(),
+                   "pert_linf": (x_adv - x).flatten(1).abs().amax(1).mean()}
+    return MethodOutput(adv_loss, {"adv_loss": adv_loss}, metrics)
+
+
 @METHODS.register("pgd_at", PGDATConfig)
 class PGDAdversarialTraining(Method):
     """Madry et al.'s PGD adversarial training: the cross-entropy at the last PGD iterate.
@@ -103,9 +118,4 @@ class PGDAdversarialTraining(Method):
         x, y, c = batch.x_s, batch.y_s, self.cfg
         with eval_mode(self.model):
             x_adv = pgd_linf(self.model, x, y, c.eps, c.step_size, c.steps, c.random_start)
-        logits = self.model(x_adv)
-        adv_loss = F.cross_entropy(logits, y)
-        with torch.no_grad():
-            metrics = {"adv_acc": (logits.argmax(-1) == y).float().mean(),
-                       "pert_linf": (x_adv - x).flatten(1).abs().amax(1).mean()}
-        return MethodOutput(adv_loss, {"adv_loss": adv_loss}, metrics)
+        return train_on_perturbed(self.model, x, x_adv, y)
