@@ -144,10 +144,10 @@ def test_trainer_augments_training_batches_only(tmp_path):
     twin = Trainer(cfg, run_dir=tmp_path / "twin", task=image_task())
     b = tr._next_batch()
     aug = cfg.train.augment
-    rows_s, rows_t = twin.src_sampler.next(), twin.tgt_sampler.next()
-    assert torch.equal(b.x_s, augment_batch(twin._x_s[rows_s], aug, seed=11, step=0, stream=0))
-    assert torch.equal(b.x_t, augment_batch(twin._x_t[rows_t], aug, seed=11, step=0, stream=1))
-    assert torch.equal(b.y_s, twin._y_s[rows_s])
+    rows_s, rows_t = twin.batches.source.next(), twin.batches.target.next()
+    assert torch.equal(b.x_s, augment_batch(twin.batches.x_s[rows_s], aug, seed=11, step=0, stream=0))
+    assert torch.equal(b.x_t, augment_batch(twin.batches.x_t[rows_t], aug, seed=11, step=0, stream=1))
+    assert torch.equal(b.y_s, twin.batches.y_s[rows_s])
     tr.fit()
     # evaluation: the network centre-crops the whole 8 x 8 images itself, no random crop
     model = tr.method.model
@@ -167,7 +167,7 @@ def test_target_augmentation_can_be_off(tmp_path):
     b_off, b_on = off._next_batch(), on._next_batch()
     assert torch.equal(b_off.x_s, b_on.x_s)
     twin = Trainer(resolve_config(raw), run_dir=tmp_path / "twin", task=image_task())
-    assert torch.equal(b_off.x_t, twin._x_t[twin.tgt_sampler.next()])  # the target untouched
+    assert torch.equal(b_off.x_t, twin.batches.x_t[twin.batches.target.next()])  # the target untouched
     assert not torch.equal(b_off.x_t, b_on.x_t)
 
 

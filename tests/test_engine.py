@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,42 @@ def test_collapse_to_chance_is_warned_once_and_reported(tmp_path, caplog):
     # a healthy run raises no warning
     cfg2 = resolve_config(cfg.to_dict(), ["train.steps=200"])
     assert Trainer(cfg2, run_dir=tmp_path / "ok").fit()["warnings"] == []
+
+
+def test_collapse_watch_is_checkpointed_so_a_resumed_run_still_warns(tmp_path):
+    class Stop(Exception):
+        pass
+
+    def stop(info):
+        if info.step == 200:
+            raise Stop
+
+    def kill_units(info):
+        if info.step == 300:
+            with torch.no_grad():
+                for p in info.trainer.method.model.features.parameters():
+                    p.fill_(-1.0)
+
+    cfg = resolve_config({"method": {"name": "erm"}, "model": {"name": "mlp", "hidden": [8]},
+                          "optim": {"lr": 0.1},
+                          "train": {"steps": 400, "eval_every": 200, "log_every": 20,
+                                    "batch_size": 32, "progress": False}})
+    with pytest.raises(Stop):
+        Trainer(cfg, run_dir=tmp_path, callbacks=[stop]).fit()
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["collapse"]["best_loss"] < 0.5 * math.log(2)
+    # the loss fell before the interruption: the collapse after it is still seen
+    summary = Trainer(cfg, run_dir=tmp_path, callbacks=[kill_units]).fit(resume=True)
+    assert len(summary["warnings"]) == 1 and "collapsed" in summary["warnings"][0]
+    # a checkpoint from before the watch was saved still loads (the watch restarts)
+    del state["collapse"]
+    tr = Trainer(cfg, run_dir=tmp_path / "old")
+    tr.load_state_dict(state)
+    assert tr.step == 200 and tr.collapse.best_loss == math.inf
+
+
+def test_method_declares_needs_teacher():
+    from gradversary.methods.base import METHODS, Method
+
+    assert Method.needs_teacher is False
+    assert METHODS.get("erm").factory.needs_teacher is False

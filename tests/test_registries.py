@@ -18,7 +18,7 @@ def test_method_model_smoke(method_name, model_name):
         pytest.skip("multi-task methods pair with multi-task models (their decoders need them)")
     model = create_model(model_name, shape, 3)
     method = create_method(method_name, model)
-    if getattr(method, "needs_teacher", False):  # distillation: a frozen teacher of the same kind
+    if method.needs_teacher:  # distillation: a frozen teacher of the same kind
         method.set_teacher(create_model(model_name, shape, 3))
     for s in method.schedules().values():
         s.bind_total_steps(100)  # as the engine does before the first step

@@ -55,16 +55,13 @@ def test_selection_config_errors():
 
 
 def _replay(rule, risks, ses):
-    """Feed a risk series through Trainer._update_best; returns the kept step."""
-    from types import SimpleNamespace
+    """Feed a risk series through the checkpoint selector; returns the kept step."""
+    from gradversary.selection.selector import CheckpointSelector
 
-    tr = object.__new__(Trainer)
-    tr.cfg = SimpleNamespace(selection=SimpleNamespace(rule=rule))
-    tr.best, tr.writes = {}, False
+    sel = CheckpointSelector("dev", rule, "none", 10, 0, torch.zeros(20, 2), torch.zeros(20, 2))
     for step, (r, se) in enumerate(zip(risks, ses), 1):
-        tr.step = step
-        tr._update_best({"select_risk": r, "select_se": se})
-    return tr.best["step"]
+        sel.update(step, {"select_risk": r, "select_se": se})
+    return sel.best["step"]
 
 
 def test_one_se_rule_keeps_the_latest_checkpoint_within_one_se_of_the_minimum():

@@ -26,24 +26,25 @@ import yaml
 from torch import Tensor
 
 from ..config import read_yaml
-from ..data.augment import STREAMS, CenterCrop, augment_batch, augmented_shape
+from ..data.augment import CenterCrop, augmented_shape
 from ..data.registry import create_task
 from ..data.root import LazyRoot
-from ..data.sampler import DomainSampler
 from ..data.task import DATask
 from ..errors import CheckpointError, ConfigError, DivergenceError, RunExistsError
 from ..io import atomic_write_text, read_metrics
 from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
-from ..schedules import Schedule, create_schedule
-from ..selection.criteria import checkpoint_risk
-from ..selection.validators import build_inputs, resolve_validators, score_validators
+from ..schedules import Schedule
+from ..selection.selector import CheckpointSelector
+from .batches import BatchComposer
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
-from .config import OptimConfig, RunConfig, resolve_config
+from .collapse import CollapseWatch
+from .config import RunConfig, TrainConfig, resolve_config
 from .distributed import DistInfo, init_distributed, wrap_ddp
 from .divergence import DivergenceWatch
 from .ema import EMA
 from .logger import MetricsLog
+from .optim import Optimizers
 from .resume import check_resume_changes, config_changes, schedules_constant
 from .seed import rng_state, seed_everything, set_rng_state
 from .teacher import load_teacher
@@ -115,12 +116,16 @@ def _hold_out_source(task: DATask, holdout: float, seed: int) -> DATask:
                   name=task.name, meta=task.meta)
 
 
-def _make_optimizer(groups: list[dict], o: OptimConfig) -> torch.optim.Optimizer:
-    if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                               nesterov=o.nesterov)
-    cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-    return cls(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+def _total_steps(t: TrainConfig, n_source: int, n_s: int) -> int:
+    """``train.steps``, or ``train.epochs`` passes of ``n_s`` source examples a step."""
+    return int(t.steps) if t.steps else max(1, round(t.epochs * math.ceil(n_source / n_s)))
+
+
+def _bind(schedules: dict[str, Schedule], total_steps: int) -> dict[str, Schedule]:
+    """``schedules``, told the run's length (schedules written by step count need it)."""
+    for s in schedules.values():
+        s.bind_total_steps(total_steps)
+    return schedules
 
 
 #: per-evaluation figures kept in the summary's ``history``
@@ -148,8 +153,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None, task: DATask | None = None,
                  data_root: str | None = None, callbacks: Sequence[Callable[[StepInfo], None]] = (),
                  persist: bool = True):
-        self.cfg = cfg
-        t = cfg.train
+        self.cfg, t = cfg, cfg.train
         self.dist: DistInfo = init_distributed(t.device)
         seed_everything(t.seed, t.deterministic)
         task = task if task is not None else build_task(cfg, data_root)
@@ -157,80 +161,36 @@ class Trainer:
         self.device = torch.device(t.device)
         self.method = build_method(cfg, self.task).to(self.device)
         self.threads = apply_threads(t.threads, self.method.model, self.task.in_shape, t.batch_size)
-        if getattr(self.method, "needs_teacher", False):  # distillation: a frozen, unsaved teacher
+        if self.method.needs_teacher:  # distillation: a frozen, unsaved teacher
             self.method.set_teacher(load_teacher(self.method.teacher_run, self.task.in_shape,
                                                  self.task.num_classes, self.device))
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / cfg.run_name
-
-        # Batch composition: half source / half target when the method uses the target.
-        if self.method.uses_target:
-            self.n_s = t.batch_size // 2
-            self.n_t = t.batch_size - self.n_s
-        else:
-            self.n_s, self.n_t = t.batch_size, 0
-        w = self.dist.world_size
-        self.src_sampler = DomainSampler(len(self.task.source), self.n_s, t.seed, self.dist.rank, w)
-        self.tgt_sampler = (
-            DomainSampler(len(self.task.target), self.n_t, t.seed + 7919, self.dist.rank, w)
-            if self.n_t else None
-        )
-        steps_per_epoch = math.ceil(len(self.task.source) / self.n_s)
-        self.total_steps = int(t.steps) if t.steps else max(1, round(t.epochs * steps_per_epoch))
-
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.lr_schedules: dict[str, Schedule] = {}
-        self._clip: dict[str, float | None] = {}
-        declared = self.method.param_groups()
-        unknown = set(cfg.optim.groups) - set(declared)
-        if unknown:
-            raise ConfigError(
-                f"optim.groups names {sorted(unknown)}, but method {cfg.method['name']!r} "
-                f"declares the optimizers {sorted(declared)}"
-            )
-        for name, groups in declared.items():
-            o = OptimConfig(**{**vars(cfg.optim), **cfg.optim.groups.get(name, {})})
-            opt = _make_optimizer(groups, o)
-            for g in opt.param_groups:
-                g["base_lr"] = g["lr"]
-            self.optimizers[name] = opt
-            self.lr_schedules[name] = create_schedule(o.lr_schedule)
-            self._clip[name] = o.grad_clip
-        self.schedules: dict[str, Schedule] = {
-            **{f"lr/{k}": v for k, v in self.lr_schedules.items()}, **self.method.schedules()
-        }
-        for s in self.schedules.values():  # schedules written by step count need the total
-            s.bind_total_steps(self.total_steps)
+        self.batches = BatchComposer(self.task, t.batch_size, self.method.uses_target, t.seed,
+                                     self.dist.rank, self.dist.world_size, t.augment, self.device)
+        self.total_steps = _total_steps(t, len(self.task.source), self.batches.n_s)
+        self.optim = Optimizers(self.method, cfg.optim, cfg.method["name"])
+        self.schedules = _bind({**{f"lr/{k}": v for k, v in self.optim.lr_schedules.items()},
+                                **self.method.schedules()}, self.total_steps)
         self.net = wrap_ddp(self.method, t.device) if self.dist.enabled else self.method
         self.ema = EMA(self.method, t.ema_decay) if t.ema_decay is not None else None
-        self.watch = DivergenceWatch(t.divergence)
-        self.step = 0
-        self.main = self.dist.rank == 0
-        self.persist = persist
+        self.selector = CheckpointSelector.from_config(cfg.selection, t.seed, self.task.source.x,
+                                                       self.task.target.x)
+        self.watch, self.collapse = DivergenceWatch(t.divergence), CollapseWatch(self.task.num_classes)
+        self.step, self.main, self.persist = 0, self.dist.rank == 0, persist
         self.writes = self.main and persist
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.writes)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
-        self._x_s = self.task.source.x
-        self._y_s = self.task.source.y
-        self._targets_s = dict(self.task.source.targets or {})
-        self._x_t = self.task.target.x
+        self.best_path = self.run_dir / "checkpoints" / "best.pt"
         self.last_eval: dict[str, float] = {}
         self.costs: dict[str, float] = {}
-        self.wall_time = 0.0
-        self.best: dict[str, Any] = {}
-        self.warnings: list[str] = []
-        self.best_path = self.run_dir / "checkpoints" / "best.pt"
-        if cfg.selection.criterion != "last":
-            g = torch.Generator().manual_seed(t.seed + 104729)
-            m = cfg.selection.max_fit
-            self._fit_s = self._x_s[torch.randperm(len(self._x_s), generator=g)[:m]]
-            self._fit_t = self._x_t[torch.randperm(len(self._x_t), generator=g)[:m]]
-        self.validators = resolve_validators(cfg.selection.validators)
-        if self.validators:  # fixed samples, so that successive evaluations are comparable
-            g = torch.Generator().manual_seed(t.seed + 130363)
-            m = cfg.selection.max_fit
-            self._val_t = self._x_t[torch.randperm(len(self._x_t), generator=g)[:m]]
-            self._val_s = self._x_s[torch.randperm(len(self._x_s), generator=g)[:m]]
+        self.wall_time, self.warnings = 0.0, []
+
+    # the pieces' state, under the names older callers and tests use
+    optimizers = property(lambda self: self.optim.optimizers)
+    lr_schedules = property(lambda self: self.optim.lr_schedules)
+    best = property(lambda self: self.selector.best,
+                    lambda self, v: setattr(self.selector, "best", v))
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, data_root: str | None = None) -> Trainer:
@@ -256,17 +216,15 @@ class Trainer:
             "step": self.step,
             "total_steps": self.total_steps,
             "method": self.method.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "optimizers": self.optim.state_dict(),
             "schedules": {k: s.state_dict() for k, s in self.schedules.items()},
-            "samplers": {
-                "source": self.src_sampler.state_dict(),
-                **({"target": self.tgt_sampler.state_dict()} if self.tgt_sampler else {}),
-            },
+            "samplers": self.batches.state_dict(),
             "rng": rng_state(),
             **({"ema": self.ema.state_dict()} if self.ema else {}),
             "last_eval": dict(self.last_eval),
             "divergence": self.watch.state_dict(),
-            "best": json.dumps(self.best),
+            **self.selector.state_dict(),
+            "collapse": self.collapse.state_dict(),
             "warnings": json.dumps(self.warnings),
             "wall_time": self.wall_time,
             "costs": json.dumps(self.costs),
@@ -276,13 +234,10 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         try:
             self.method.load_state_dict(state["method"])
-            for k, o in self.optimizers.items():
-                o.load_state_dict(state["optimizers"][k])
+            self.optim.load_state_dict(state["optimizers"])
             for k, s in self.schedules.items():
                 s.load_state_dict(state["schedules"][k])
-            self.src_sampler.load_state_dict(state["samplers"]["source"])
-            if self.tgt_sampler:
-                self.tgt_sampler.load_state_dict(state["samplers"]["target"])
+            self.batches.load_state_dict(state["samplers"])
             set_rng_state(state["rng"])
             if self.ema:
                 self.ema.load_state_dict(state["ema"])
@@ -291,8 +246,10 @@ class Trainer:
         self.step = int(state["step"])
         self.last_eval = dict(state.get("last_eval", {}))
         self.watch.load_state_dict(state.get("divergence", {}))
-        self.best = json.loads(state.get("best", "{}"))
+        self.selector.load_state_dict(state)
         self.warnings = json.loads(state.get("warnings", "[]"))
+        # older checkpoints did not keep the collapse watch: it restarts from this point
+        self.collapse.load_state_dict(state.get("collapse", {}))
         self.wall_time = float(state.get("wall_time", 0.0))
         self.costs = json.loads(state.get("costs", "{}"))
 
@@ -313,47 +270,23 @@ class Trainer:
     def _set_progress(self, p: float) -> None:
         for s in self.schedules.values():
             s.step(p)
-        for name, opt in self.optimizers.items():
-            factor = self.lr_schedules[name].value
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * factor
+        self.optim.apply_lr()
 
     def _next_batch(self) -> Batch:
-        i = self.src_sampler.next()
-        x_s = self._x_s[i].to(self.device, non_blocking=True)
-        y_s = self._y_s[i].to(self.device, non_blocking=True)
-        x_t = None
-        if self.tgt_sampler is not None:
-            x_t = self._x_t[self.tgt_sampler.next()].to(self.device, non_blocking=True)
-        targets = {k: v[i].to(self.device, non_blocking=True)
-                   for k, v in self._targets_s.items()} or None
-        aug = self.cfg.train.augment  # keyed on (seed, step): resumes and shards exactly
-        if aug is not None:
-            key = (self.cfg.train.seed, self.step)
-            x_s = augment_batch(x_s, aug, *key, STREAMS["source"], self.dist.rank, self.dist.world_size)
-            if x_t is not None and aug.target:
-                x_t = augment_batch(x_t, aug, *key, STREAMS["target"], self.dist.rank,
-                                    self.dist.world_size)
-        return Batch(x_s, y_s, x_t, targets)
+        return self.batches.next(self.step)
 
     def train_step(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """One optimisation step; returns the detached loss and the step's parts and metrics."""
         self.net.train()
         out = self.net(batch)
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
+        self.optim.zero_grad()
         out.loss.backward()
         values = {**out.parts, **out.metrics}
         if self.watch.watches_gradients:  # before clipping: the norm the loss produced
-            grads = [p.grad for o in self.optimizers.values() for g in o.param_groups
-                     for p in g["params"] if p.grad is not None]
-            if grads:
-                values["param_grad_norm"] = torch.nn.utils.get_total_norm(grads)
-        for name, opt in self.optimizers.items():
-            if self._clip[name]:
-                params = [p for g in opt.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, self._clip[name])
-            opt.step()
+            norm = self.optim.grad_norm()
+            if norm is not None:
+                values["param_grad_norm"] = norm
+        self.optim.step()
         if self.ema:
             self.ema.update(self.method)
         return out.loss.detach(), values
@@ -369,30 +302,13 @@ class Trainer:
                 t0 = time.perf_counter()
                 metrics = m.evaluate(self.task.eval, self.cfg.train.eval_batch_size)
                 self._add_costs({"evaluation": time.perf_counter() - t0, "evaluations": 1})
-                if self.validators:
-                    metrics.update(self._score_validators(m))
-                crit = self.cfg.selection.criterion
-                if crit != "last":
-                    val = self.task.eval["source_val"]
-                    r = checkpoint_risk(crit, m.model.features, m.predict_logits, self._fit_s,
-                                        self._fit_t, val.x, val.y, self.device)
-                    metrics["select_risk"], metrics["select_ess"] = r["risk"], r["ess"]
-                    metrics["select_se"] = r["se"]
-                return metrics
+                # label-free: the unlabelled target training inputs and the held-out source
+                scores, seconds = self.selector.score(m.model.features, m.predict_logits,
+                                                      self.task.eval.get("source_val"), self.device)
+                self._add_costs(seconds)
+                return {**metrics, **scores}
         finally:
             self.method.train(was)
-
-    def _score_validators(self, m: Method) -> dict[str, float]:
-        """The label-free validators' scores (see ``selection.validators``): they see the
-        unlabelled target training inputs and the held-out source, never a target label."""
-        t0 = time.perf_counter()
-        val = self.task.eval.get("source_val")
-        inp = build_inputs(m.predict_logits, m.model.features, self._val_t, self._val_s,
-                           val.x if val is not None else None, val.y if val is not None else None,
-                           self.device, seed=self.cfg.train.seed)
-        scores, seconds = score_validators(self.validators, inp)
-        self._add_costs({"inputs": time.perf_counter() - t0 - sum(seconds.values()), **seconds})
-        return scores
 
     def _add_costs(self, seconds: dict[str, float]) -> None:
         """Sum wall-clock seconds per evaluation part (out of the metrics, which stay
@@ -401,27 +317,8 @@ class Trainer:
             self.costs[k] = self.costs.get(k, 0.0) + v
 
     def _update_best(self, metrics: dict[str, float]) -> None:
-        """Keep the selected checkpoint as ``best.pt`` (rank 0): with ``selection.rule: min``
-        the lowest selection risk so far; with ``one_se`` the latest checkpoint whose risk is
-        within one standard error of the minimum so far. Once the final minimum has been seen,
-        the minimum no longer moves, so the last checkpoint saved is exactly the latest one
-        within one SE of the final minimum."""
-        risk = metrics.get("select_risk")
-        if risk is None:
-            return
-        lo, lo_se = self.best.get("min_risk", math.inf), self.best.get("min_se", 0.0)
-        if risk < lo:
-            lo, lo_se = risk, metrics.get("select_se", 0.0)
-        if self.cfg.selection.rule == "one_se":
-            keep = risk <= lo + lo_se
-        else:
-            keep = risk < self.best.get("risk", math.inf)
-        if not keep:
-            self.best.update(min_risk=lo, min_se=lo_se)
-            return
-        self.best = {"step": self.step, "risk": risk, "metrics": dict(metrics), "min_risk": lo,
-                     "min_se": lo_se}
-        if self.writes:
+        """Let the selector judge this evaluation; save ``best.pt`` (rank 0) when it is the pick."""
+        if self.selector.update(self.step, metrics) and self.writes:
             save_checkpoint(self.best_path, {"step": self.step, "method": self.method.state_dict(),
                                              **({"ema": self.ema.state_dict()} if self.ema else {}),
                                              "metrics": json.dumps(metrics)})
@@ -436,17 +333,9 @@ class Trainer:
                 yield m
 
     def _watch_collapse(self, record: dict[str, Any]) -> None:
-        """Warn once when the task loss, after having fallen well below chance (ln K), climbs
-        back to it: the network has likely collapsed (dead units), which no NaN check sees."""
-        loss = record.get("task_loss")
-        if loss is None or self.warnings:
-            return
-        chance = math.log(self.task.num_classes)
-        self._best_task_loss = min(getattr(self, "_best_task_loss", math.inf), loss)
-        if self._best_task_loss < 0.5 * chance and loss > 0.95 * chance:
-            msg = (f"task loss {loss:.3f} at step {self.step} is back at chance level "
-                   f"(ln {self.task.num_classes} = {chance:.3f}) after reaching "
-                   f"{self._best_task_loss:.3f}: the network has probably collapsed")
+        """Warn once when the task loss is back at chance level (see :class:`CollapseWatch`)."""
+        msg = None if self.warnings else self.collapse.check(record.get("task_loss"), self.step)
+        if msg is not None:
             self.warnings.append(msg)
             record["collapse_warning"] = True
             log.warning("%s: %s", self.cfg.run_name, msg)
@@ -463,7 +352,7 @@ class Trainer:
         record = {"kind": "train", "step": self.step, "p": round(self._progress(), 6),
                   "loss": float(losses.mean())}
         record.update({k: float(v / window.steps) for k, v in window.sums.items()})
-        record.update({f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
+        record.update({f"lr_{k}": v for k, v in self.optim.lrs().items()})
         self._watch_collapse(record)
         self.log.write(record)
         runaway = self.watch.update(self.step, record)
@@ -634,9 +523,7 @@ class Trainer:
             "eval_cost_s": {k: v / self.costs["evaluations"] for k, v in self.costs.items()
                             if k != "evaluations"} if self.costs.get("evaluations") else {},
             "final": dict(self.last_eval),
-            "selection": {"criterion": self.cfg.selection.criterion, "rule": self.cfg.selection.rule,
-                          **({"step": self.best["step"], "metrics": self.best["metrics"]}
-                             if self.best else {"step": self.step, "metrics": dict(self.last_eval)})},
+            "selection": self.selector.summary(self.step, self.last_eval),
             **({"oracle": {"step": oracle["step"], "target_test_acc": oracle["target_test_acc"],
                            "note": "chosen on target labels: not an honest figure"}}
                if oracle else {}),

@@ -60,7 +60,9 @@ class Method(nn.Module):
 
     - ``uses_target``: whether batches must carry unlabelled target inputs;
     - :meth:`param_groups`: one entry per optimizer the method wants (default: one, "main");
-    - :meth:`schedules`: named schedules that the engine steps with training progress.
+    - :meth:`schedules`: named schedules that the engine steps with training progress;
+    - ``needs_teacher``: the method distils from a finished run (it then has ``teacher_run`` and
+      ``set_teacher``); the engine loads that frozen teacher.
 
     A method that backpropagates through the model's backward pass sets ``double_backprop``;
     its model's ``BatchNorm`` and ``Conv2d`` layers then get the closed-form second
@@ -70,6 +72,7 @@ class Method(nn.Module):
 
     uses_target: bool = False
     double_backprop: bool = False
+    needs_teacher: bool = False
 
     def __init__(self, model: FeatureClassifier):
         super().__init__()
