@@ -101,3 +101,62 @@ def test_digit_networks_run_channels_last_with_nchw_values_and_names(name, shape
     g2 = torch.autograd.grad(model.head(plain(x)).square().sum(), list(model.features.parameters()))
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _registries():
+    from gradversary.attacks.base import ATTACKS
+    from gradversary.schedules import SCHEDULES
+    from gradversary.selection.validators import VALIDATORS
+
+    return {"method": METHODS, "model": MODELS, "dataset": DATASETS, "schedule": SCHEDULES,
+            "attack": ATTACKS, "validator": VALIDATORS}
+
+
+@pytest.mark.parametrize("kind", ["method", "model", "dataset", "schedule", "attack", "validator"])
+def test_every_registry_validates_options_on_its_one_construction_path(kind):
+    from gradversary.errors import ConfigError
+
+    reg = _registries()[kind]
+    args = (create_model("mlp", (2,), 2),) if kind == "method" else ()
+    for name in reg.names():
+        with pytest.raises(ConfigError, match=f"{kind} {name}"):
+            reg.create(name, *args, no_such_option=1)
+
+
+def test_model_options_are_checked_even_without_a_config_dataclass():
+    from gradversary.errors import ConfigError
+    from gradversary.registry import Registry
+
+    reg = Registry("toy", context=("in_shape",))
+    reg.register("t")(lambda in_shape, width, depth=2: (in_shape, width, depth))
+    assert reg.create("t", in_shape=(3,), width=4) == ((3,), 4, 2)
+    with pytest.raises(ConfigError, match="did you mean 'depth'"):
+        reg.create("t", in_shape=(3,), width=4, dpth=3)
+    with pytest.raises(ConfigError, match="missing required key"):
+        reg.create("t", in_shape=(3,))
+
+
+def test_nested_specs_are_resolved_recursively_and_saved_resolved(tmp_path):
+    import yaml
+
+    from gradversary.engine import Trainer, resolve_config
+    from gradversary.errors import ConfigError
+
+    cfg = resolve_config({"method": {"name": "great", "alpha_schedule": {"max": 2}},
+                          "optim": {"lr_schedule": {"name": "constant"}}})
+    assert cfg.method["alpha_schedule"] == {"name": "poly_ramp", "power": 0.9, "max": 2.0}
+    assert cfg.optim.lr_schedule == {"name": "constant", "value": 1.0}
+    with pytest.raises(ConfigError, match="did you mean 'max'"):  # was only caught at build time
+        resolve_config({"method": {"name": "great", "alpha_schedule": {"name": "poly_ramp", "maxx": 1}}})
+    # an auxiliary model's options are overrides of the main model's: checked, not filled
+    cfg2 = resolve_config({"method": {"name": "great", "aux_model": {"name": "mlp", "hidden": [4]}}})
+    assert cfg2.method["aux_model"] == {"name": "mlp", "hidden": [4]}
+    with pytest.raises(ConfigError, match="aux_model"):
+        resolve_config({"method": {"name": "great", "aux_model": {"name": "mlp", "hiden": [4]}}})
+    run = resolve_config({"method": {"name": "dann", "lambda_schedule": {"name": "dann_lambda"}},
+                          "train": {"steps": 2, "progress": False, "threads": 1}})
+    Trainer(run, run_dir=tmp_path).fit()
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["method"]["lambda_schedule"] == {"name": "dann_lambda", "gamma": 10.0, "max": 1.0}
+    again = yaml.safe_load(yaml.safe_dump(resolve_config(saved).to_dict()))
+    assert again == saved  # the saved form is a fixed point

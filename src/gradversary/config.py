@@ -191,11 +191,25 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, path: str = "") -> Any:
     if missing:
         raise ConfigError(f"missing required key(s) {', '.join(missing)}{_where(path)}")
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except (TypeError, ValueError) as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"{e}{_where(path)}") from e
+    _resolve_specs(obj, path)
+    return obj
+
+
+def _resolve_specs(obj: Any, path: str) -> None:
+    """Resolve the nested ``{name: ...}`` specs (fields made by ``registry.spec_field``) of
+    dataclass ``obj`` and of the dataclasses it holds, defaults included."""
+    for f in dataclasses.fields(obj):
+        value, sub = getattr(obj, f.name), f"{path}.{f.name}" if path else f.name
+        if "registry" in f.metadata and value is not None:
+            m = f.metadata
+            setattr(obj, f.name, m["registry"].resolve(value, sub, m["default_name"], m["fill"]))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _resolve_specs(value, sub)
 
 
 def to_dict(obj: Any) -> Any:

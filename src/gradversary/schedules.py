@@ -261,10 +261,5 @@ class PolyRamp(Schedule):
 
 def create_schedule(spec: dict | None, default: str = "constant") -> Schedule:
     """Build a schedule from ``{"name": ..., **params}``, validating the params."""
-    from .config import from_dict
-
     spec = dict(spec or {})
-    name = spec.pop("name", default)
-    entry = SCHEDULES.get(name)
-    cfg = from_dict(entry.config, spec, path=f"schedule {name}") if entry.config else None
-    return entry.factory(**(vars(cfg) if cfg else {}))
+    return SCHEDULES.create(spec.pop("name", default), **spec)

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import math
 from collections.abc import Iterator
@@ -36,8 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config import suggest
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import Registry
 from .losses import ce_loss
 
@@ -186,16 +184,6 @@ def _describe(t: Any) -> str:
 
 def create_attack(name: str, /, **kwargs: Any) -> Attack:
     """Build the attack registered as ``name``; an unknown keyword raises with a suggestion."""
-    factory = ATTACKS.get(name).factory
-    params = inspect.signature(factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        for key in kwargs:
-            if key not in params:
-                raise ConfigError(f"attack {name}: " + suggest(key, params))
-    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty
-               and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and k not in kwargs]
-    if missing:
-        raise ConfigError(f"attack {name}: missing required key(s) {', '.join(missing)}")
     return ATTACKS.create(name, **kwargs)
 
 

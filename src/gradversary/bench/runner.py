@@ -246,7 +246,7 @@ def _expand(run: BenchRun, only: str | None) -> list[Job]:
 def _stages(run: BenchRun, hook: str) -> dict[str, Any]:
     out = {}
     for name in run.suite.stages:
-        stage = STAGES.get(name).factory()
+        stage = STAGES.create(name)
         if hasattr(stage, hook):
             out[name] = getattr(stage, hook)(run)
     return out

@@ -194,7 +194,7 @@ def _cmd_run(args) -> int:
 
     t0 = time.perf_counter()
     result = run_comparison(
-        RECIPES.get(args.recipe).factory(), seeds=list(range(args.seeds)), out_dir=args.out_dir,
+        RECIPES.create(args.recipe), seeds=list(range(args.seeds)), out_dir=args.out_dir,
         overrides=args.overrides, data_root=args.data_root, progress=not args.no_progress,
         force=args.force,
     )

@@ -16,7 +16,7 @@ from ..data.registry import DATASETS
 from ..errors import ConfigError
 from ..methods.base import METHODS
 from ..models.base import MODELS
-from ..registry import Registry
+from ..registry import spec_field
 from ..schedules import SCHEDULES
 from ..selection.validators import resolve_validators
 from .divergence import DivergenceConfig
@@ -48,9 +48,7 @@ class OptimConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
-    lr_schedule: dict = field(
-        default_factory=lambda: {"name": "inverse_decay", "alpha": 10.0, "beta": 0.75}
-    )
+    lr_schedule: dict = spec_field(SCHEDULES, {"name": "inverse_decay", "alpha": 10.0, "beta": 0.75})
     groups: dict = field(default_factory=dict)
     grad_clip: float | None = None
 
@@ -213,50 +211,23 @@ class RunConfig:
 _COMPONENT_DEFAULTS = {"method": {"name": "dann"}, "model": {"name": "mlp"}, "data": {"name": "moons"}}
 
 
-def _component(section: str, spec: Any, registry: Registry, extra: Iterable[str] = ()) -> dict:
-    """Validate ``{name, **options}`` against the registry entry's config; fill defaults."""
-    if not isinstance(spec, Mapping) or "name" not in spec:
-        raise ConfigError(f"{section}: expected a mapping with a 'name' key, got {spec!r}")
-    spec = dict(spec)
-    name = spec.pop("name")
-    kept = {k: spec.pop(k) for k in list(spec) if k in extra}
-    entry = registry.get(name)
-    if entry.config is None:
-        if spec:
-            raise ConfigError(f"{section} {name!r} takes no options, got {sorted(spec)}")
-        return {"name": name, **kept}
-    try:
-        cfg = from_dict(entry.config, spec, path=section)
-    except ConfigError as e:
-        raise ConfigError(f"{section} {name!r}: {e}") from None
-    return {"name": name, **kept, **to_dict(cfg)}
-
-
-def _check_schedule(spec: Any, path: str) -> dict:
-    """The schedule spec validated, typed and filled with its defaults."""
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{path}: expected a mapping with a 'name' key, got {spec!r}")
-    return _component(path, spec, SCHEDULES)
-
-
 def resolve_config(raw: Mapping[str, Any] | None, overrides: Iterable[str] = ()) -> RunConfig:
     """Validate a raw config dict (plus ``key=value`` overrides) into a full :class:`RunConfig`.
 
-    Every section is checked; components are filled with their defaults, so the result is the
-    complete, resolved configuration that is saved with the run.
+    Every section is checked; components are filled with their defaults, nested ``{name: ...}``
+    specs (schedules, auxiliary models) too, through the registries' one validation path
+    (:meth:`gradversary.registry.Registry.resolve`), so the result is the complete, resolved
+    configuration that is saved with the run.
     """
     data = dict(raw or {})
     for section, default in _COMPONENT_DEFAULTS.items():  # so `data.seed=1` works with no data:
         data.setdefault(section, dict(default))
     data = apply_overrides(data, overrides)
     cfg = from_dict(RunConfig, data)
-    cfg.method = _component("method", cfg.method, METHODS)
-    cfg.model = _component("model", cfg.model, MODELS)
-    cfg.data = _component("data", cfg.data, DATASETS, extra=("root",))
-    cfg.optim.lr_schedule = _check_schedule(cfg.optim.lr_schedule, "optim.lr_schedule")
-    for key in ("lambda_schedule",):
-        if key in cfg.method:
-            cfg.method[key] = _check_schedule(cfg.method[key], f"method.{key}")
+    cfg.method = METHODS.resolve(cfg.method, "method")
+    cfg.model = MODELS.resolve(cfg.model, "model")
+    root = {"root": cfg.data.pop("root")} if isinstance(cfg.data, Mapping) and "root" in cfg.data else {}
+    cfg.data = {**DATASETS.resolve(cfg.data, "data"), **root}
     valid = {f for f in OptimConfig.__dataclass_fields__ if f != "groups"}
     for gname, over in cfg.optim.groups.items():
         if not isinstance(over, Mapping):

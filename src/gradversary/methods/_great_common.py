@@ -27,7 +27,7 @@ the new weights.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -35,9 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import greace_adjust, masked_input_gradient, normalize_gradient
-from ..models.base import FeatureClassifier, create_model
+from ..models.base import MODELS, FeatureClassifier, create_model
 from ..models.digits import Normalize
 from ..nn import GradientReversal
+from ..registry import spec_field
 from ..schedules import Schedule, create_schedule
 from .base import Batch, Method, MethodOutput
 
@@ -61,7 +62,7 @@ class GradientAuxConfig:
 
     normalize: Literal["none", "l2", "channel_l2"] = "none"
     masked: bool = True
-    aux_model: dict = field(default_factory=dict)
+    aux_model: dict = spec_field(MODELS, fill=False)  # overrides: the main model's are the defaults
 
 
 def build_auxiliary(model: FeatureClassifier, overrides: dict | None = None) -> FeatureClassifier:

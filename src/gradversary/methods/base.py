@@ -16,7 +16,7 @@ from ..schedules import Schedule
 
 __all__ = ["METHODS", "Batch", "MethodOutput", "Method", "create_method", "batched"]
 
-METHODS = Registry("method")
+METHODS = Registry("method", args=("model",), pass_config=True)
 
 
 @dataclass
@@ -132,8 +132,4 @@ def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int,
 
 def create_method(name: str, model: FeatureClassifier, **params) -> Method:
     """Build registered method ``name`` around ``model``, validating ``params``."""
-    from ..config import from_dict
-
-    entry = METHODS.get(name)
-    cfg = from_dict(entry.config, params, path=f"method {name}") if entry.config else None
-    return entry.factory(model, cfg) if cfg is not None else entry.factory(model)
+    return METHODS.create(name, model, **params)

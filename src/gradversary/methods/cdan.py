@@ -35,7 +35,8 @@ from torch import Tensor, nn
 
 from ..models.base import FeatureClassifier
 from ..nn import DomainDiscriminator, GradientReversal
-from ..schedules import Schedule, create_schedule
+from ..registry import spec_field
+from ..schedules import SCHEDULES, Schedule, create_schedule
 from .base import METHODS, Batch, Method, MethodOutput, batched, label_metrics
 
 __all__ = ["CDANConfig", "CDANEConfig", "CDAN", "MultilinearMap", "entropy_weights"]
@@ -99,7 +100,7 @@ class CDANConfig:
 
     disc_hidden: list[int] = field(default_factory=lambda: [1024, 1024])
     disc_batch_norm: bool = True
-    lambda_schedule: dict = field(default_factory=lambda: {"name": "dann_lambda", "gamma": 10.0})
+    lambda_schedule: dict = spec_field(SCHEDULES, {"name": "dann_lambda", "gamma": 10.0}, name="dann_lambda")
     domain_weight: float = 1.0
     entropy: bool = False
     randomized: bool | None = None

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from ..models.base import FeatureClassifier
 from ..nn import DomainDiscriminator, GradientReversal
-from ..schedules import Schedule, create_schedule
+from ..registry import spec_field
+from ..schedules import SCHEDULES, Schedule, create_schedule
 from .base import METHODS, Batch, Method, MethodOutput, batched, label_metrics
 
 __all__ = ["DANNConfig", "DANN"]
@@ -59,7 +60,7 @@ class DANNConfig:
 
     disc_hidden: list[int] = field(default_factory=lambda: [100])
     disc_batch_norm: bool = False
-    lambda_schedule: dict = field(default_factory=lambda: {"name": "dann_lambda", "gamma": 10.0})
+    lambda_schedule: dict = spec_field(SCHEDULES, {"name": "dann_lambda", "gamma": 10.0}, name="dann_lambda")
     domain_weight: float = 1.0
     bn_policy: Literal["joint", "separate"] = "joint"
     disc_rate: Literal["full", "lambda"] = "full"

@@ -16,11 +16,12 @@ beta_max (1 - (1 - p)^0.9), beta_max = 2 for CIFAR-10 and 10 for SVHN (section 3
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ..models.base import FeatureClassifier
-from ..schedules import create_schedule
+from ..registry import spec_field
+from ..schedules import SCHEDULES, create_schedule
 from ._great_common import GradientAdversarial, GradientAuxConfig
 from .base import METHODS
 
@@ -39,8 +40,8 @@ class GREACEConfig(GradientAuxConfig):
             sum to zero: a diagnostic); see :func:`~gradversary.functional.greace_adjust`.
     """
 
-    beta_schedule: dict = field(
-        default_factory=lambda: {"name": "poly_ramp", "max": 2.0, "power": 0.9})
+    beta_schedule: dict = spec_field(SCHEDULES, {"name": "poly_ramp", "max": 2.0, "power": 0.9},
+                                     name="poly_ramp")
     form: Literal["eq6", "prob", "centered"] = "eq6"
 
 

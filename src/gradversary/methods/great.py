@@ -15,10 +15,11 @@ notes that GREAT alone obfuscates gradients (robust to FGSM, not to iFGSM).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..models.base import FeatureClassifier
-from ..schedules import create_schedule
+from ..registry import spec_field
+from ..schedules import SCHEDULES, create_schedule
 from ._great_common import GradientAdversarial, GradientAuxConfig
 from .base import METHODS
 
@@ -33,8 +34,8 @@ class GREATConfig(GradientAuxConfig):
         alpha_schedule: the reversal coefficient alpha (default: PolyRamp, max 1, power 0.9).
     """
 
-    alpha_schedule: dict = field(
-        default_factory=lambda: {"name": "poly_ramp", "max": 1.0, "power": 0.9})
+    alpha_schedule: dict = spec_field(SCHEDULES, {"name": "poly_ramp", "max": 1.0, "power": 0.9},
+                                      name="poly_ramp")
 
 
 @METHODS.register("great", GREATConfig)

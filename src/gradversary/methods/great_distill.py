@@ -29,7 +29,7 @@ supplement gives CNN-5's discriminator the student's own architecture.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -38,8 +38,9 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..functional import input_gradient, normalize_gradient
-from ..models.base import FeatureClassifier
+from ..models.base import MODELS, FeatureClassifier
 from ..nn import GradientReversal
+from ..registry import spec_field
 from ._distill_common import DistillMethod
 from ._great_common import build_auxiliary
 from .base import METHODS, Batch, MethodOutput
@@ -63,7 +64,7 @@ class GREATDistillConfig:
 
     alpha: float = 0.1
     normalize: Literal["none", "l2", "channel_l2"] = "none"
-    aux_model: dict = field(default_factory=dict)
+    aux_model: dict = spec_field(MODELS, fill=False)  # overrides: the main model's are the defaults
     teacher_run: str | None = None
 
     def __post_init__(self) -> None:

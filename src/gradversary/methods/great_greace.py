@@ -13,11 +13,12 @@ max (1 - (1 - p)^0.9); alpha_max = 1, beta_max = 2 (CIFAR-10) or 10 (SVHN).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ..models.base import FeatureClassifier
-from ..schedules import create_schedule
+from ..registry import spec_field
+from ..schedules import SCHEDULES, create_schedule
 from ._great_common import GradientAdversarial, GradientAuxConfig
 from .base import METHODS
 
@@ -36,10 +37,10 @@ class GreatGreaceConfig(GradientAuxConfig):
             :func:`~gradversary.functional.greace_adjust`.
     """
 
-    alpha_schedule: dict = field(
-        default_factory=lambda: {"name": "poly_ramp", "max": 1.0, "power": 0.9})
-    beta_schedule: dict = field(
-        default_factory=lambda: {"name": "poly_ramp", "max": 2.0, "power": 0.9})
+    alpha_schedule: dict = spec_field(SCHEDULES, {"name": "poly_ramp", "max": 1.0, "power": 0.9},
+                                      name="poly_ramp")
+    beta_schedule: dict = spec_field(SCHEDULES, {"name": "poly_ramp", "max": 2.0, "power": 0.9},
+                                     name="poly_ramp")
     form: Literal["eq6", "prob", "centered"] = "eq6"
 
 

@@ -34,7 +34,8 @@ from torch import Tensor
 from ..models.base import FeatureClassifier
 from ..models.lenet import classifier_head
 from ..nn import GradientReversal
-from ..schedules import Schedule, create_schedule
+from ..registry import spec_field
+from ..schedules import SCHEDULES, Schedule, create_schedule
 from .base import METHODS, Batch, Method, MethodOutput
 
 __all__ = ["MDDConfig", "MDD", "mdd_losses"]
@@ -70,8 +71,8 @@ class MDDConfig:
     margin: float = 4.0
     adv_hidden: list[int] = field(default_factory=lambda: [1024])
     adv_dropout: float = 0.5
-    lambda_schedule: dict = field(
-        default_factory=lambda: {"name": "warm_start_lambda", "gamma": 1e-3, "max": 0.1})
+    lambda_schedule: dict = spec_field(
+        SCHEDULES, {"name": "warm_start_lambda", "gamma": 1e-3, "max": 0.1}, name="warm_start_lambda")
     domain_weight: float = 1.0
 
     def __post_init__(self) -> None:

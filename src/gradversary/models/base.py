@@ -11,7 +11,7 @@ from ..registry import Registry
 
 __all__ = ["MODELS", "FeatureClassifier", "create_model", "mlp_layers"]
 
-MODELS = Registry("model")
+MODELS = Registry("model", context=("in_shape", "num_classes"))
 
 
 class FeatureClassifier(nn.Module):
@@ -64,9 +64,4 @@ def mlp_layers(in_features: int, hidden: Sequence[int], activation: str = "relu"
 
 def create_model(name: str, in_shape: Sequence[int], num_classes: int, **params) -> FeatureClassifier:
     """Build a registered model for inputs of shape ``in_shape`` (without N) and K classes."""
-    from ..config import from_dict
-
-    entry = MODELS.get(name)
-    cfg = from_dict(entry.config, params, path=f"model {name}") if entry.config else None
-    kwargs = vars(cfg) if cfg else {}
-    return entry.factory(in_shape=tuple(in_shape), num_classes=int(num_classes), **kwargs)
+    return MODELS.create(name, in_shape=tuple(in_shape), num_classes=int(num_classes), **params)
