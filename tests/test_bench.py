@@ -375,3 +375,22 @@ def test_digits_suite_runs_dann_and_source_only_on_usps_first_then_cdan_mdd_cdan
     assert [m for _, m in order[4:10]] == ["CDAN", "CDAN", "MDD", "MDD", "CDAN+E", "CDAN+E"]
     assert {t for t, _ in order[10:]} == {"MNIST → MNIST-M"} and len(order) == 15
     assert suite.seeds == [0, 1, 2]
+
+
+def test_a_key_missing_from_a_record_matches_only_today_s_default():
+    from gradversary.bench.records import same_config
+    from gradversary.engine import resolve_config
+
+    raw = {"method": {"name": "dann"}, "model": {"name": "mlp", "hidden": [4]},
+           "data": {"name": "moons"}, "train": {"steps": 5}}
+    cfg = resolve_config(raw)
+    old = cfg.to_dict()
+    del old["selection"]["validators"], old["train"]["augment"]  # keys added after the record
+    old["method"]["lambda_schedule"] = {"name": "dann_lambda"}   # a nested spec, spelt short
+    old["optim"]["lr_schedule"].pop("scale", None)
+    assert same_config(old, cfg)
+    assert not same_config(old, resolve_config({**raw, "selection": {"validators": ["bnm"]}}))
+    lam = {"name": "dann_lambda", "gamma": 10.0, "max": 0.5}      # a nested option off its default
+    assert not same_config(old, resolve_config({**raw, "method": {"name": "dann", "lambda_schedule": lam}}))
+    assert same_config(old, resolve_config({**raw, "method": {"name": "dann", "lambda_schedule": {
+        "name": "dann_lambda", "gamma": 10.0, "max": 1.0}}}))

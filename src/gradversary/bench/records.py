@@ -9,10 +9,17 @@ command that ran it, as one small JSON file under ``docs/results/<stem>_runs/``:
     <records>/<variant>/<row>/<name>.json       a stage's file (a grid search's cache, an
                                                 evaluation), verbatim
 
-A record is reused only for the same resolved config (:func:`same_config`: re-resolved, so an
-option added since then compares equal at its default). Records are written atomically and a
-record is never replaced by a run of another config: a changed config starts a fresh record
-only when its run has finished.
+A record is reused only for the same resolved config (:func:`same_config`). Records are
+written atomically and a record is never replaced by a run of another config: a changed config
+starts a fresh record only when its run has finished.
+
+The matching rule, so that records outlive new options: **a key missing from a record matches
+when today's value of that key is its default.** A record made before ``selection.validators``
+or ``train.divergence`` existed still matches a config that leaves them at their defaults, and
+no longer matches one that sets them otherwise. The same holds inside nested ``{name: ...}``
+specs (a schedule's new option). It is implemented by resolving the record's config again with
+today's code (which fills each missing key with its default, recursively) and comparing it with
+today's resolved config; keys that set only how fast a run goes are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -47,8 +54,9 @@ def canonical_config(cfg: Any) -> dict:
 
 def same_config(saved: Any, cfg: Any) -> bool:
     """Whether ``saved`` (a config, a dict, or a run directory's ``config.yaml`` path) is the
-    resolved config ``cfg``: the one "is this the same config?" test of the benchmarks. A
-    missing, unreadable or no longer valid config is not a match."""
+    resolved config ``cfg``: the one "is this the same config?" test of the benchmarks. A key
+    missing from ``saved`` matches when ``cfg`` has that key's default (see the module's
+    docstring). A missing, unreadable or no longer valid config is not a match."""
     try:
         if isinstance(saved, Path):
             saved = yaml.safe_load(saved.read_text())
