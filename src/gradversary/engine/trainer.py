@@ -116,6 +116,12 @@ def _hold_out_source(task: DATask, holdout: float, seed: int) -> DATask:
                   name=task.name, meta=task.meta)
 
 
+def _attach_teacher(method: Method, task: DATask, device: torch.device) -> None:
+    """Give a distillation method (``needs_teacher``) its frozen, unsaved teacher."""
+    if method.needs_teacher:
+        method.set_teacher(load_teacher(method.teacher_run, task.in_shape, task.num_classes, device))
+
+
 def _total_steps(t: TrainConfig, n_source: int, n_s: int) -> int:
     """``train.steps``, or ``train.epochs`` passes of ``n_s`` source examples a step."""
     return int(t.steps) if t.steps else max(1, round(t.epochs * math.ceil(n_source / n_s)))
@@ -161,9 +167,7 @@ class Trainer:
         self.device = torch.device(t.device)
         self.method = build_method(cfg, self.task).to(self.device)
         self.threads = apply_threads(t.threads, self.method.model, self.task.in_shape, t.batch_size)
-        if self.method.needs_teacher:  # distillation: a frozen, unsaved teacher
-            self.method.set_teacher(load_teacher(self.method.teacher_run, self.task.in_shape,
-                                                 self.task.num_classes, self.device))
+        _attach_teacher(self.method, self.task, self.device)
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / cfg.run_name
         self.batches = BatchComposer(self.task, t.batch_size, self.method.uses_target, t.seed,
@@ -182,9 +186,7 @@ class Trainer:
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.writes)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         self.best_path = self.run_dir / "checkpoints" / "best.pt"
-        self.last_eval: dict[str, float] = {}
-        self.costs: dict[str, float] = {}
-        self.wall_time, self.warnings = 0.0, []
+        self.last_eval, self.costs, self.wall_time, self.warnings = {}, {}, 0.0, []
 
     # the pieces' state, under the names older callers and tests use
     optimizers = property(lambda self: self.optim.optimizers)
