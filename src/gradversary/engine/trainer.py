@@ -2,10 +2,18 @@
 
 A run directory holds:
 
-- ``config.yaml``: the resolved configuration (every default filled in);
+- ``config.yaml``: the resolved configuration (every default filled in, nested specs too);
 - ``metrics.jsonl``: training records every ``log_every`` steps and evaluation records;
-- ``checkpoints/last.pt``: model, optimizers, schedules, samplers, RNG state and step;
+- ``checkpoints/last.pt``: model, optimizers, schedules, samplers, RNG state, step, the
+  checkpoint selector's pick and the divergence and collapse watches;
+- ``checkpoints/best.pt``: the selected checkpoint, with a selection criterion;
 - ``summary.json`` and ``report.md``: final figures, written when the run ends.
+
+The trainer wires pieces that each own their state: :class:`~.batches.BatchComposer` (samplers,
+augmentation), :class:`~.optim.Optimizers` (the method's declared optimizers, their learning
+rate schedules and clipping), :class:`~gradversary.selection.selector.CheckpointSelector`
+(selection figures and the pick), :class:`~.divergence.DivergenceWatch` and
+:class:`~.collapse.CollapseWatch`.
 """
 
 from __future__ import annotations
