@@ -134,3 +134,21 @@ def test_choice_from_history_distrusts_degenerate_weights():
         choose_checkpoint([])
     with pytest.raises(ValueError, match="unknown selection rule"):
         choose_checkpoint(hist, "max")
+
+
+def test_checkpoint_selector_owns_the_pick_and_its_state():
+    from gradversary.selection.selector import CheckpointSelector
+
+    x = torch.arange(40.0).reshape(20, 2)
+    sel = CheckpointSelector("dev", "min", "none", 5, 0, x, x + 100)
+    assert sel.fit_s.shape == (5, 2) and sel.fit_t.shape == (5, 2) and sel.validators == []
+    assert sel.update(3, {"select_risk": 0.2, "select_se": 0.1})       # the caller saves best.pt
+    assert not sel.update(4, {"select_risk": 0.3, "select_se": 0.1})
+    assert not sel.update(5, {"target_test_acc": 1.0})                  # no risk: no decision
+    again = CheckpointSelector("dev", "min", "none", 5, 0, x, x + 100)
+    again.load_state_dict(sel.state_dict())
+    assert again.best == sel.best and torch.equal(again.fit_s, sel.fit_s)
+    assert again.summary(9, {"a": 1.0}) == {"criterion": "dev", "rule": "min", "step": 3,
+                                             "metrics": {"select_risk": 0.2, "select_se": 0.1}}
+    last = CheckpointSelector("last", "min", "none", 5, 0, x, x)
+    assert last.summary(9, {"a": 1.0})["step"] == 9 and last.score(None, None, None, "cpu") == ({}, {})
