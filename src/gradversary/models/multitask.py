@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import MODELS, FeatureClassifier
-from .resnet import BasicBlock, Norm, _act, _norm
+from .resnet import BasicBlock, Norm, activation_layer, norm_layer
 
 __all__ = ["MultiTaskResNet", "MultiTaskResNetConfig", "mtl_resnet", "dense_decoder"]
 
@@ -136,7 +136,7 @@ def mtl_resnet(in_shape: Sequence[int], num_classes: int, widths: Sequence[int] 
         raise ValueError(f"mtl_resnet needs (C, H, W) inputs and one block count per stage, got "
                          f"in_shape={tuple(in_shape)}, widths={list(widths)}, blocks={list(blocks)}")
     layers: list[nn.Module] = [nn.Conv2d(in_shape[0], widths[0], 3, 1, 1, bias=norm == "none"),
-                               _norm(norm, widths[0], norm_groups), _act("relu")]
+                               norm_layer(norm, widths[0], norm_groups), activation_layer("relu")]
     c = widths[0]
     for i, (w, n) in enumerate(zip(widths, blocks)):
         for j in range(n):

@@ -34,13 +34,14 @@ from torch import Tensor, nn
 from .base import MODELS, FeatureClassifier
 from .digits import input_normalization
 
-__all__ = ["BasicBlock", "ResNetConfig", "ResNetSmallConfig", "resnet", "resnet18", "resnet_small"]
+__all__ = ["BasicBlock", "activation_layer", "norm_layer", "ResNetConfig", "ResNetSmallConfig", "resnet", "resnet18", "resnet_small"]
 
 Norm = Literal["batch", "group", "none"]
 Activation = Literal["relu", "leaky_relu"]
 
 
-def _norm(kind: str, channels: int, groups: int) -> nn.Module:
+def norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
+    """A 2-d normalisation layer of ``kind`` ('batch', 'group' with ``groups`` groups, 'none')."""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
@@ -50,7 +51,8 @@ def _norm(kind: str, channels: int, groups: int) -> nn.Module:
     raise ValueError(f"norm must be 'batch', 'group' or 'none', got {kind!r}")
 
 
-def _act(kind: str) -> nn.Module:
+def activation_layer(kind: str) -> nn.Module:
+    """The activation module named ``kind`` ('relu' or 'leaky_relu')."""
     if kind == "relu":
         return nn.ReLU()
     if kind == "leaky_relu":
@@ -73,15 +75,15 @@ class BasicBlock(nn.Module):
         super().__init__()
         bias = norm == "none"
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=bias)
-        self.n1 = _norm(norm, c_out, groups)
-        self.act1 = _act(activation)
+        self.n1 = norm_layer(norm, c_out, groups)
+        self.act1 = activation_layer(activation)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias)
-        self.n2 = _norm(norm, c_out, groups)
-        self.act2 = _act(activation)
+        self.n2 = norm_layer(norm, c_out, groups)
+        self.act2 = activation_layer(activation)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=bias),
-                                          _norm(norm, c_out, groups))
+                                          norm_layer(norm, c_out, groups))
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act1(self.n1(self.conv1(x)))
@@ -119,7 +121,7 @@ def resnet(in_shape: Sequence[int], num_classes: int, widths: Sequence[int], blo
     c = int(in_shape[0])
     pre = input_normalization(c, mean, std)
     layers: list[nn.Module] = [*pre, nn.Conv2d(c, widths[0], 3, 1, 1, bias=norm == "none"),
-                               _norm(norm, widths[0], norm_groups), _act(activation)]
+                               norm_layer(norm, widths[0], norm_groups), activation_layer(activation)]
     c_in = widths[0]
     for i, (w, n) in enumerate(zip(widths, blocks)):
         for j in range(n):
