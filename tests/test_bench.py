@@ -166,6 +166,23 @@ def test_bench_compares_dann_and_source_only_under_the_same_rule():
     assert "| Row 0 | 0.700 ± 0.000 | 0.750 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in text
 
 
+def test_dann_table_shows_the_default_validators_pick_and_n_a_for_runs_without_scores():
+    history = [{"step": 10, "target_test_acc": 0.61, "score_snd": 0.1, "score_source_val": 0.9},
+               {"step": 20, "target_test_acc": 0.72, "score_snd": 0.3, "score_source_val": 0.8},
+               {"step": 30, "target_test_acc": 0.83, "score_snd": 0.2, "score_source_val": 0.7}]
+
+    def run(hist):  # last step 0.83; the rank mean of snd and source_val picks step 20
+        return {"num_classes": 2, "wall_time_s": 1.0, "history": hist,
+                "final": {"target_test_acc": 0.83, "source_test_acc": 0.9},
+                "selection": {"metrics": {"target_test_acc": 0.61}}, "oracle": {"target_test_acc": 0.83}}
+
+    text = _dann_table({"r0": {"source-only": [run([])], "DANN": [run(history)]},
+                        "r1": {"source-only": [run([])], "DANN": [run([])]}})
+    assert "| DANN last | DANN (snd+source_val) | DANN oracle |" in text
+    assert "| 0.830 ± 0.000 | 0.720 ± 0.000 | 0.830 ± 0.000 |" in text  # row 0: last, pick, oracle
+    assert "| 0.830 ± 0.000 | n/a | 0.830 ± 0.000 |" in text  # row 1: a record without scores
+
+
 def test_collapse_is_near_chance_for_any_number_of_classes():
     from gradversary.bench.dann import collapsed as _collapsed
 

@@ -20,7 +20,9 @@ from ..engine.trainer import Trainer, build_task
 from ..errors import DataError
 from ..io import atomic_write_text
 from ..report.markdown import fmt_mean_std, lookup, markdown_table, mean_std
+from ..selection import DEFAULT_VALIDATORS
 from ..selection.reverse import reverse_validation
+from .compare import validator_pick
 from .parallel import map_jobs
 from .records import same_config
 from .runner import STAGES, TABLES, BenchRun
@@ -139,7 +141,8 @@ def _cell(runs: list[dict], path: str, expected: int = 0, digits: int = 3) -> tu
 
 
 _COLUMNS = ["task", "source-only (selected)", "DANN (selected)", "source-only last", "DANN last",
-            "DANN oracle", "train on target", "paper: source-only / DANN", "time / DANN run (s)"]
+            f"DANN ({DEFAULT_VALIDATORS})", "DANN oracle", "train on target", "paper: source-only / DANN",
+            "time / DANN run (s)"]
 
 
 @TABLES.register("dann")
@@ -149,7 +152,7 @@ def dann_table(data: dict, suite) -> list[str]:
     o = data["options"]
     select = o["select"] if o["select_rule"] == "min" else f"{o['select']}, {o['select_rule'].replace('_', '-')} rule"
     n = len(data["seeds"])
-    lines = [suite.notes["intro"].format(select=select), ""]
+    lines = [suite.notes["intro"].format(select=select, validators=DEFAULT_VALIDATORS), ""]
     for gname, group in suite.groups.items():
         rows = {k: d for k, d in data["rows"].items() if d["group"] == gname}
         if not rows:
@@ -163,7 +166,9 @@ def dann_table(data: dict, suite) -> list[str]:
             last, last_v = _cell(runs.get("DANN", []), "final/target_test_acc", n)
             dead = sum(1 for r in runs.get("DANN", []) if collapsed(r))
             paper = " / ".join(f"{d['paper'][k]:.3f}" if k in d["paper"] else "–" for k in ("source-only", "DANN"))
+            picked = [{"validators": p} for r in runs.get("DANN", []) if (p := validator_pick(r)) is not None]
             table.append([d["title"], so_sel, sel, so, last + (f" ({dead} collapsed)" if dead else ""),
+                          _cell(picked, "validators/target_test_acc", n)[0],
                           _cell(runs.get("DANN", []), "oracle/target_test_acc", n)[0],
                           _cell(runs.get("train on target", []), "final/target_test_acc", n)[0]
                           if "train on target" in cells else "–", paper,
