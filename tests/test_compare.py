@@ -5,10 +5,11 @@ import warnings
 
 import pytest
 
-from gradversary.bench.compare import run_comparison, validator_pick
+from gradversary.bench.compare import run_comparison
 from gradversary.bench.recipes import RECIPES
 from gradversary.report.markdown import fmt_mean_std
 from gradversary.selection import DEFAULT_VALIDATORS, choose_by_validators
+from gradversary.selection.rules import validator_pick
 
 # snd ranks the evaluations 0, 1, 0.5 and source_val 1, 0.5, 0 (normalised): rank means
 # 0.5, 0.75, 0.25, so the pick is step 20, neither the last step nor the oracle (step 30)

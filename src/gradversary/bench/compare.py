@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..config import apply_overrides
 from ..engine.config import resolve_config
@@ -15,33 +13,10 @@ from ..engine.trainer import Trainer
 from ..io import atomic_write_text
 from ..report.markdown import fmt_mean_std, lookup, markdown_table, provenance, provenance_lines
 from ..report.plots import decision_boundary_plot
-from ..selection import DEFAULT_VALIDATORS, choose_by_validators
+from ..selection.rules import validator_pick
 from .recipes import Recipe
 
-__all__ = ["ComparisonResult", "run_comparison", "validator_pick"]
-
-
-def validator_pick(summary: dict[str, Any], criterion: str = DEFAULT_VALIDATORS) -> dict[str, Any] | None:
-    """The evaluation that label-free validators pick from a run summary's ``history``.
-
-    Args:
-        summary: a run summary (``Trainer.summary``) whose history holds ``score_<name>``.
-        criterion: a validator or a rank mean of several (``snd+source_val``, the default).
-
-    Returns:
-        ``{"criterion", "step", "target_test_acc"}``: the target accuracy of the evaluation the
-        validators chose (read after the choice, which never sees it); None for a run made
-        without the validators' scores (a warning says so when it has some scores, not these).
-    """
-    history = summary.get("history") or []
-    try:
-        pick = choose_by_validators(history, criterion)
-    except ValueError as e:
-        if any(k.startswith("score_") for h in history for k in h):
-            warnings.warn(f"run {summary.get('run', '?')}: {e}; its validator-selected figure is n/a",
-                          stacklevel=2)
-        return None
-    return {"criterion": criterion, "step": pick["step"], "target_test_acc": pick.get("target_test_acc")}
+__all__ = ["ComparisonResult", "run_comparison"]
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ..io import atomic_write_text
 from ..report.markdown import fmt_mean_std, lookup, markdown_table, mean_std
 from ..selection import DEFAULT_VALIDATORS
 from ..selection.reverse import reverse_validation
-from .compare import validator_pick
+from ..selection.rules import validator_pick
 from .parallel import map_jobs
 from .records import same_config
 from .runner import STAGES, TABLES, BenchRun

@@ -12,19 +12,10 @@ the groups, then the tasks (row titles) in order of first appearance, then the m
 from __future__ import annotations
 
 from ..report.markdown import fmt_mean_std, lookup, markdown_table
-from ..selection.rules import DEFAULT_VALIDATORS, choose_by_validators
+from ..selection.rules import DEFAULT_VALIDATORS, validator_pick
 from .runner import TABLES
 
-__all__ = ["methods_table", "validator_pick"]
-
-
-def validator_pick(summary: dict, criterion: str) -> float | None:
-    """Target accuracy of the evaluation ``criterion`` ranks first in a run's history, or
-    ``None`` when the history lacks those scores (a run made without the validators)."""
-    try:
-        return choose_by_validators(summary.get("history", []), criterion).get("target_test_acc")
-    except ValueError:
-        return None
+__all__ = ["methods_table"]
 
 
 def _cell(values: list, expected: int, digits: int = 3) -> str:
@@ -57,7 +48,7 @@ def methods_table(data: dict, suite) -> list[str]:
                 lines_by_task.setdefault(d["title"], []).append([
                     d["title"], label,
                     _cell([lookup(r, "selection/metrics/target_test_acc") for r in runs], n),
-                    _cell([validator_pick(r, criterion) for r in runs], n),
+                    _cell([(validator_pick(r, criterion) or {}).get("target_test_acc") for r in runs], n),
                     _cell([lookup(r, "final/target_test_acc") for r in runs], n),
                     _cell([lookup(r, "oracle/target_test_acc") for r in runs], n),
                     f"{ref:.3f}" if ref is not None else "–",

@@ -9,6 +9,7 @@ history (``score_<name>``), one validator or the rank mean of several (``"snd+so
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from .ranking import rank_mean_scores
 
-__all__ = ["DEFAULT_VALIDATORS", "RULES", "choose_by_validators", "choose_checkpoint"]
+__all__ = ["DEFAULT_VALIDATORS", "RULES", "choose_by_validators", "choose_checkpoint", "validator_pick"]
 
 RULES = ("min", "one_se")
 #: the default combination chosen by the validator ranking (docs/results/validators.md)
@@ -84,3 +85,26 @@ def choose_by_validators(history: Sequence[dict[str, Any]], criterion: str = DEF
     cols = [[float(h[f"score_{n}"]) for h in cands] for n in names]
     score = rank_mean_scores(cols) if len(names) > 1 else np.where(np.isfinite(cols[0]), cols[0], -np.inf)
     return cands[int(np.argmax(score))]
+
+
+def validator_pick(summary: dict[str, Any], criterion: str = DEFAULT_VALIDATORS) -> dict[str, Any] | None:
+    """The evaluation that label-free validators pick from a run summary's ``history``.
+
+    Args:
+        summary: a run summary (``Trainer.summary``) whose history holds ``score_<name>``.
+        criterion: a validator or a rank mean of several (``snd+source_val``, the default).
+
+    Returns:
+        ``{"criterion", "step", "target_test_acc"}``: the target accuracy of the evaluation the
+        validators chose (read after the choice, which never sees it); None for a run made
+        without the validators' scores (a warning says so when it has some scores, not these).
+    """
+    history = summary.get("history") or []
+    try:
+        pick = choose_by_validators(history, criterion)
+    except ValueError as e:
+        if any(k.startswith("score_") for h in history for k in h):
+            warnings.warn(f"run {summary.get('run', '?')}: {e}; its validator-selected figure is n/a",
+                          stacklevel=2)
+        return None
+    return {"criterion": criterion, "step": pick["step"], "target_test_acc": pick.get("target_test_acc")}
