@@ -184,7 +184,7 @@ def test_dann_table_shows_the_default_validators_pick_and_n_a_for_runs_without_s
 
 
 def test_collapse_is_near_chance_for_any_number_of_classes():
-    from gradversary.bench.dann import collapsed as _collapsed
+    from gradversary.report.uda_tables import collapsed as _collapsed
 
     def run(acc, k):
         return {"num_classes": k, "final": {"source_test_acc": acc}}

@@ -1,6 +1,6 @@
 """Benchmarks: one runner over suites declared as data, and recipe comparisons."""
 
-from . import dann, great, uda_table  # noqa: F401 - register the suites' tables and stages
+from . import dann, great  # noqa: F401 - register the suites' stages and tables
 from .compare import run_comparison
 from .recipes import RECIPES, Recipe
 

@@ -18,8 +18,9 @@ from ..analysis.step_time import interleaved_step_times
 from ..config_files import read_config_file
 from ..engine.trainer import Trainer
 from ..report.markdown import fmt_mean_std, markdown_table, mean_std
+from ..report.uda_tables import TABLES
 from .parallel import map_jobs
-from .runner import STAGES, TABLES, BenchRun
+from .runner import STAGES, BenchRun
 
 __all__ = ["ORDER_MARGIN", "defense_table", "distill_table", "mtl_table", "ordering", "sparse_verdict"]
 

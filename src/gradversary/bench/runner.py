@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..io import atomic_write_text, git_commit
 from ..registry import Registry
 from ..report.markdown import provenance, provenance_lines
+from ..report.uda_tables import TABLES
 from .parallel import map_jobs
 from .records import RunRecords, same_config
 
@@ -43,8 +44,6 @@ __all__ = ["SPEC_DIR", "STAGES", "TABLES", "BenchRun", "Job", "Suite", "list_sui
            "run_suite", "render", "train_or_resume"]
 
 SPEC_DIR = Path("configs/bench")
-#: table name -> ``fn(results, suite) -> list of Markdown lines`` (the part below the header)
-TABLES = Registry("bench table")
 #: stage name -> class with ``before(run)`` and/or ``after(run) -> dict`` (JSON for the table)
 STAGES = Registry("bench stage")
 
