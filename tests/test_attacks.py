@@ -280,12 +280,13 @@ def test_pgd_early_stop_fools_the_same_examples_with_fewer_gradients(target, eps
 
 def test_gradient_masking_checks_flag_a_masking_table_and_pass_a_healthy_one():
     healthy = AccuracyTable(
-        clean=0.99, fgsm=0.80, ifgsm=0.62, pgd=0.60, pgd_strong=0.59, pgd_dlr=0.60, square=0.66,
-        transfer=0.85, pgd_by_eps={0.1: 0.85, 0.2: 0.75, 0.3: 0.60, 0.5: 0.02}, zero_gradient_share=0.0,
+        clean=0.99, fgsm=0.80, ifgsm=0.62, pgd=0.60, pgd_strong=0.59, pgd_dlr=0.60, apgd_ce=0.58,
+        apgd_t=0.57, square=0.66, transfer=0.85, pgd_by_eps={0.1: 0.85, 0.2: 0.75, 0.3: 0.60, 0.5: 0.02},
+        zero_gradient_share=0.0,
     )
     checks = gradient_masking_checks(healthy)
     assert all(c.passed for c in checks), [str(c) for c in checks if not c.passed]
-    assert len({c.name for c in checks}) == len(checks) == 10
+    assert len({c.name for c in checks}) == len(checks) == 11
 
     masking = dict(  # single-step beats iterative, Square beats PGD, the curve flattens out
         clean=0.99, fgsm=0.55, ifgsm=0.70, pgd=0.72, pgd_strong=0.80, pgd_dlr=0.40, square=0.20, transfer=0.30,
@@ -301,7 +302,18 @@ def test_gradient_masking_checks_flag_a_masking_table_and_pass_a_healthy_one():
     assert "above FGSM 55.0%" in failed["iterative_not_weaker"]
     assert "Square 20.0% is below white-box PGD 40.0%" in failed["gradient_free_not_stronger"]
 
+    # APGD far below every fixed-step PGD; APGD-CE far above APGD-T (CE saturates)
+    apgd = {c.name: c for c in gradient_masking_checks(dict(clean=0.99, pgd=0.60, pgd_strong=0.59,
+                                                            apgd_ce=0.50, apgd_t=0.30))}
+    assert apgd["pgd_matches_apgd"].passed is False
+    assert "APGD-T 30.0% is below the best fixed-step PGD 59.0% (-3.0 points)" in apgd["pgd_matches_apgd"].reason
+    assert apgd["ce_loss_not_saturated"].passed is False
+    assert "APGD-CE 50.0% above APGD-T 30.0%" in apgd["ce_loss_not_saturated"].reason
+    near = {c.name: c for c in gradient_masking_checks(dict(clean=0.99, pgd=0.60, apgd_ce=0.58))}
+    assert near["pgd_matches_apgd"].passed is True and near["ce_loss_not_saturated"].passed is None
+
     sparse = {c.name: c for c in gradient_masking_checks({"clean": 0.9, "fgsm": 0.5})}
+    assert sparse["pgd_matches_apgd"].passed is None
     assert sparse["gradient_free_not_stronger"].passed is None
     assert sparse["attacks_not_above_clean"].passed is True
     with pytest.raises(ConfigError, match="did you mean 'square'"):

@@ -17,7 +17,8 @@ from gradversary.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = RobustnessSettings(eps=[0.1, 0.3], n=24, n_train=24, ifgsm_steps=3, pgd_steps=3,
-                          pgd_restarts=1, strong_steps=5, strong_restarts=2, square_queries=8,
+                          pgd_restarts=1, strong_steps=5, strong_restarts=2, apgd_steps=3, apgd_targets=2,
+                          square_queries=8,
                           curve_eps=[0.5], n_saliency=2, batch_size=16)
 
 

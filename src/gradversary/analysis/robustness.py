@@ -9,9 +9,11 @@ its test split and writes ``RUN_DIR/robustness.md`` and ``robustness.json`` (plu
   targeted iFGSM worst / random. **Every column is accuracy on the true label**, targeted ones
   included, as in the paper (its targeted-at-worst-class columns sit *above* the untargeted
   ones, e.g. 72.89 against 32.75 for the baseline, which only accuracy on the true label gives);
-- then PGD with random restarts, a stronger PGD (more steps and restarts), the gradient-free
-  Square attack, a transfer attack from another run (``--transfer-from``) and the per-example
-  worst case over no attack and every attack (an example counts only if it survives all);
+- then PGD with random restarts, a stronger PGD (more steps and restarts), PGD on the DLR
+  loss, APGD-CE and APGD-T (AutoAttack's gradient attacks, Croce & Hein, ICML 2020, with their
+  published step-size schedule, momentum and budgets), the gradient-free Square attack, a
+  transfer attack from another run (``--transfer-from``) and the per-example worst case over no
+  attack and every attack (an example counts only if it survives all);
 - the gradient-masking checks of :func:`~gradversary.attacks.gradient_masking_checks`
   (Carlini et al., arXiv:1902.06705) with pass/FAIL verdicts and reasons, including the share
   of inputs with an all-zero input gradient;
@@ -42,6 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attacks import (
+    APGD,
+    APGDT,
     FGSM,
     IFGSM,
     PGD,
@@ -72,21 +76,28 @@ COLUMNS: dict[str, str] = {
     "train": "Train", "clean": "No-Attack", "fgsm": "FGSM", "ifgsm": "iFGSM",
     "fgsm_worst": "FGSM worst", "fgsm_random": "FGSM random",
     "ifgsm_worst": "iFGSM worst", "ifgsm_random": "iFGSM random",
-    "pgd": "PGD", "pgd_strong": "PGD strong", "pgd_dlr": "PGD-DLR", "square": "Square",
+    "pgd": "PGD", "pgd_strong": "PGD strong", "pgd_dlr": "PGD-DLR", "apgd_ce": "APGD-CE",
+    "apgd_t": "APGD-T", "square": "Square",
     "transfer": "transfer",
     "worst_case": "worst case",
 }
 CURVE_ATTACKS = ("fgsm", "ifgsm", "pgd")
+#: settings added after evaluations had been recorded, with the value that reproduces those
+#: evaluations (a saved ``settings`` dict without the key was made with this value)
+LEGACY: dict[str, Any] = {"apgd_steps": 0}
 
 
 @dataclass
 class RobustnessSettings:
     """What the evaluation runs; the defaults are the full size, :meth:`quick` a first look.
 
-    Cost: the quick settings took 30-80 s per MNIST ResNet (resnet_small) on 2 busy cores; the
-    defaults do about 10x the work per eps (5x the images, more steps, restarts and queries).
-    Restarts and further Square queries only run on the examples not yet fooled, so weak
-    models cost less.
+    Cost: the quick settings took 30-80 s per MNIST ResNet (resnet_small) on 2 busy cores
+    before APGD; the defaults do about 10x that work per eps (5x the images, more steps,
+    restarts and queries) plus APGD. APGD-CE runs ``apgd_steps`` gradients per image
+    (x restarts); APGD-T up to ``apgd_targets`` times that on a robust model, so at the
+    published budgets (100 steps, 9 target classes) it costs more than the rest of the table.
+    Restarts, further target classes and further Square queries only run on the examples not
+    yet fooled, so weak models cost less.
 
     Args:
         eps: the table's L-infinity radii (images in [0, 1]).
@@ -99,6 +110,10 @@ class RobustnessSettings:
         dlr: add the PGD-DLR column: PGD (``pgd_steps`` x ``pgd_restarts``) on AutoAttack's
             DLR loss, which does not saturate with over-confident logits (the margin loss
             when K < 3).
+        apgd_steps: iterations of APGD-CE and of each APGD-T run (AutoAttack: 100); 0 leaves
+            both APGD columns out (the evaluations recorded before APGD existed).
+        apgd_restarts: APGD-CE restarts, and APGD-T restarts per target class (AutoAttack: 1).
+        apgd_targets: APGD-T's target classes, the most likely other ones (AutoAttack: 9).
         square_queries: the Square attack's query budget per example.
         curve_eps: extra radii of the accuracy-versus-eps curve (the table's eps are added).
         n_saliency: test images shown as saliency maps.
@@ -115,6 +130,9 @@ class RobustnessSettings:
     strong_steps: int = 50
     strong_restarts: int = 3
     dlr: bool = True
+    apgd_steps: int = 100
+    apgd_restarts: int = 1
+    apgd_targets: int = 9
     square_queries: int = 500
     curve_eps: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5])
     n_saliency: int = 6
@@ -125,9 +143,20 @@ class RobustnessSettings:
     def quick(cls, **overrides: Any) -> RobustnessSettings:
         """Small sizes for a first look on a CPU (minutes for several models)."""
         base = dict(eps=[0.1, 0.3], n=200, n_train=200, pgd_steps=10, pgd_restarts=1,
-                    strong_steps=20, strong_restarts=2, square_queries=100,
-                    curve_eps=[0.1, 0.3, 0.5], n_saliency=4)
+                    strong_steps=20, strong_restarts=2, apgd_steps=20, apgd_targets=3,
+                    square_queries=100, curve_eps=[0.1, 0.3, 0.5], n_saliency=4)
         return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> RobustnessSettings:
+        """The settings of a saved evaluation; keys it lacks take their :data:`LEGACY` value
+        (an evaluation recorded before APGD existed had none)."""
+        return cls(**{**LEGACY, **saved})
+
+    def key_dict(self) -> dict[str, Any]:
+        """The settings as a dict without the later keys at their :data:`LEGACY` value, so an
+        evaluation's cache key is the one it had before those keys existed."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in LEGACY or v != LEGACY[k]}
 
     def describe(self) -> str:
         return (f"n = {self.n} test images (seeded subsample, seed {self.seed}), Train on "
@@ -135,6 +164,10 @@ class RobustnessSettings:
                 f"PGD {self.pgd_steps} steps x {self.pgd_restarts} restart(s), step 2.5 eps/steps; "
                 f"PGD strong {self.strong_steps} steps x {self.strong_restarts} restarts; "
                 + (f"PGD-DLR {self.pgd_steps} x {self.pgd_restarts} on the DLR loss; " if self.dlr else "")
+                + (f"APGD-CE {self.apgd_steps} steps x {self.apgd_restarts} restart(s), APGD-T "
+                   f"{self.apgd_steps} steps x {self.apgd_restarts} on each of the {self.apgd_targets} "
+                   "most likely other classes (Croce & Hein 2020: step 2 eps halved at its "
+                   "checkpoints, momentum 0.75, random start); " if self.apgd_steps else "")
                 + f"Square "
                 f"{self.square_queries} queries, p_init 0.8; transfer = PGD ({self.pgd_steps} x "
                 f"{self.pgd_restarts}) on the source model; white-box PGD counts an image as "
@@ -187,6 +220,11 @@ def _attacks_at(model: nn.Module, data, eps: float, s: RobustnessSettings, rand_
         out["pgd_dlr"] = robust_accuracy(
             model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed + 2, loss=loss,
                        early_stop=True), data, bs)
+    if s.apgd_steps:
+        out["apgd_ce"] = robust_accuracy(model, APGD(eps, s.apgd_steps, s.apgd_restarts, seed=s.seed + 3),
+                                         data, bs)
+        out["apgd_t"] = robust_accuracy(model, APGDT(eps, s.apgd_steps, s.apgd_restarts, s.apgd_targets,
+                                                     seed=s.seed + 4), data, bs)
     out["square"] = robust_accuracy(model, Square(eps, s.square_queries, seed=s.seed), data, bs)
     if source is not None:
         inner = PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed)
@@ -261,7 +299,8 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
     checks = {}
     for eps, t in tables.items():
         table = AccuracyTable(clean=clean.accuracy, fgsm=t["fgsm"], ifgsm=t["ifgsm"], pgd=t["pgd"],
-                              pgd_strong=t["pgd_strong"], pgd_dlr=t.get("pgd_dlr"), square=t["square"],
+                              pgd_strong=t["pgd_strong"], pgd_dlr=t.get("pgd_dlr"), apgd_ce=t.get("apgd_ce"),
+                              apgd_t=t.get("apgd_t"), square=t["square"],
                               transfer=t.get("transfer"), pgd_by_eps=curve["pgd"],
                               zero_gradient_share=zero)
         checks[eps] = [dataclasses.asdict(c) for c in gradient_masking_checks(table)]
@@ -379,7 +418,7 @@ def _file_stamp(run_dir: Path) -> str:
 
 def _key(run_dir: Path, settings: RobustnessSettings, transfer_from: Path | None) -> str:
     """What a saved evaluation depends on: the settings and both checkpoints' file stamps."""
-    raw = json.dumps({"settings": dataclasses.asdict(settings), "run": _file_stamp(run_dir),
+    raw = json.dumps({"settings": settings.key_dict(), "run": _file_stamp(run_dir),
                       "transfer_from": None if transfer_from is None else
                       [str(Path(transfer_from).resolve()), _file_stamp(Path(transfer_from))]},
                      sort_keys=True)
@@ -482,7 +521,7 @@ def render_run(out: dict[str, Any]) -> str:
         f"# Robustness of `{out['run']}`", "",
         f"- method: `{out['method']}`, checkpoint step {out['step']}, split `{out['split']}`",
         f"- command: `{out['command'] or 'gradversary attack'}`",
-        f"- settings: {RobustnessSettings(**s).describe()}",
+        f"- settings: {RobustnessSettings.from_saved(s).describe()}",
         f"- transfer source: {out['transfer_from'] or 'none (no transfer column)'}",
         f"- wall time: {out['wall_time_s']:.1f} s; Python {platform.python_version()}, "
         f"torch {torch.__version__}", "",

@@ -244,8 +244,11 @@ def gradient_masking_checks(results: AccuracyTable | Mapping, tol: float = 0.03,
     - ``near_zero_at_large_eps``: below ``near_zero`` at the largest eps >= ``large_eps``;
     - ``more_steps_not_weaker``: PGD with more steps/restarts at most plain PGD's accuracy;
     - ``pgd_converged``: ... and not far below it either (else plain PGD had not converged);
-    - ``ce_loss_not_saturated``: cross-entropy PGD at most PGD on the DLR loss's accuracy (a
-      softmax saturated by large logits gives vanishing CE gradients, AutoAttack's point);
+    - ``pgd_matches_apgd``: APGD (CE or targeted DLR) not far below the best fixed-step PGD
+      (else PGD has not converged, or its fixed step size is what holds the defence up);
+    - ``ce_loss_not_saturated``: cross-entropy PGD at most PGD on the DLR loss's accuracy, and
+      APGD-CE at most APGD-T's (a softmax saturated by large logits gives vanishing CE
+      gradients, AutoAttack's point);
     - ``gradient_free_not_stronger`` and ``transfer_not_stronger``: Square and the transfer
       attack at least the best white-box PGD accuracy;
     - ``few_zero_gradients``: at most ``max_zero_gradient_share`` of inputs with a zero gradient.
@@ -266,6 +269,7 @@ def gradient_masking_checks(results: AccuracyTable | Mapping, tol: float = 0.03,
         _iterative_not_weaker(t, tol),
         *_eps_curve(t, tol, large_eps, near_zero),
         *_more_steps(t, tol),
+        _pgd_matches_apgd(t, tol),
         _ce_not_saturated(t, tol),
         *(_not_stronger_than_pgd(t, tol, name, label, value) for name, label, value in (
             ("gradient_free_not_stronger", "Square", t.square),
@@ -275,13 +279,32 @@ def gradient_masking_checks(results: AccuracyTable | Mapping, tol: float = 0.03,
 
 
 def _ce_not_saturated(t: AccuracyTable, tol: float) -> Check:
+    """Each measured pair (PGD on CE against PGD-DLR, APGD-CE against APGD-T) in turn."""
     name = "ce_loss_not_saturated"
-    if t.pgd is None or t.pgd_dlr is None:
+    pairs = [(ce, dlr, a, b) for ce, dlr, a, b in ((t.pgd, t.pgd_dlr, "PGD (CE)", "PGD-DLR"),
+                                                   (t.apgd_ce, t.apgd_t, "APGD-CE", "APGD-T"))
+             if ce is not None and dlr is not None]
+    if not pairs:
         return _skip(name, "PGD on CE and on DLR")
-    if t.pgd > t.pgd_dlr + tol:
-        return Check(name, False, f"PGD (CE) {_pct(t.pgd)} above PGD-DLR {_pct(t.pgd_dlr)} "
-                                  f"(+{_pts(tol)}): the CE loss saturates; trust the DLR figure")
-    return Check(name, True, f"PGD (CE) {_pct(t.pgd)} at most PGD-DLR {_pct(t.pgd_dlr)} (+{_pts(tol)})")
+    bad = [f"{a} {_pct(ce)} above {b} {_pct(dlr)}" for ce, dlr, a, b in pairs if ce > dlr + tol]
+    if bad:
+        return Check(name, False, f"{'; '.join(bad)} (+{_pts(tol)}): the CE loss saturates; "
+                                  "trust the DLR figure")
+    return Check(name, True, "; ".join(f"{a} {_pct(ce)} at most {b} {_pct(dlr)}"
+                                       for ce, dlr, a, b in pairs) + f" (+{_pts(tol)})")
+
+
+def _pgd_matches_apgd(t: AccuracyTable, tol: float) -> Check:
+    name = "pgd_matches_apgd"
+    pgd = [v for v in (t.pgd, t.pgd_strong) if v is not None]
+    apgd = {k: v for k, v in (("APGD-CE", t.apgd_ce), ("APGD-T", t.apgd_t)) if v is not None}
+    if not pgd or not apgd:
+        return _skip(name, "PGD and APGD")
+    label, low = min(apgd.items(), key=lambda kv: kv[1])
+    ok = low >= min(pgd) - tol
+    return Check(name, ok, f"{label} {_pct(low)} is {'not far below' if ok else 'below'} the best "
+                 f"fixed-step PGD {_pct(min(pgd))}" + ("" if ok else f" (-{_pts(tol)}): PGD has not "
+                 "converged or its step size holds the defence up; read APGD and the worst case"))
 
 
 def _not_above_clean(t: AccuracyTable, tol: float) -> Check:

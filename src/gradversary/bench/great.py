@@ -37,22 +37,25 @@ def _settings(run: BenchRun, group) -> RobustnessSettings:
 
 @STAGES.register("robustness")
 class Robustness:
-    """After training: every run's deployed model under GREAT's Table 1 attacks, PGD, Square,
-    transfer from the ERM run of its group and seed, and the gradient-masking checks
+    """After training: every run's deployed model under GREAT's Table 1 attacks, PGD, APGD,
+    Square, transfer from the ERM run of its group and seed, and the gradient-masking checks
     (:mod:`gradversary.analysis.robustness`); kept in the run directory and in the records, and
-    reused while the settings are unchanged. Plots of each group (not with ``report_only``)."""
+    reused while the settings are unchanged. Plots of each group (not with ``report_only``).
+    A diverged run (``keep_diverged``) is not evaluated; the table says where it stopped."""
 
     def after(self, run: BenchRun) -> dict:
         todo, keep = [], []
         for j in run.jobs:
-            s = dataclasses.asdict(_settings(run, run.group_of(j)))
+            s = _settings(run, run.group_of(j))
             saved = run.records.read(run.variant, j.row, j.cell + ".robustness")
-            if (j.run_dir / "checkpoints" / "last.pt").exists() and not run.report_only:
+            if j.summary.get("diverged"):
+                pass
+            elif (j.run_dir / "checkpoints" / "last.pt").exists() and not run.report_only:
                 base = next((b for b in run.jobs if b.seed == j.seed and b.summary.get("method") == "erm"
-                             and run.group_of(b) is run.group_of(j)), None)
-                todo.append((j, (j.run_dir, RobustnessSettings(**s), run.data_root,
+                             and not b.summary.get("diverged") and run.group_of(b) is run.group_of(j)), None)
+                todo.append((j, (j.run_dir, s, run.data_root,
                                  base.run_dir if base is not None and base is not j else None, run.command)))
-            elif saved is not None and saved["settings"] == s:
+            elif saved is not None and RobustnessSettings.from_saved(saved["settings"]) == s:
                 j.extra["robustness"] = saved["robustness"]
             else:
                 continue  # never evaluated with these settings: nothing to show
@@ -81,8 +84,10 @@ def _plots(run: BenchRun, gname: str, jobs) -> dict[str, str]:
                 if stem.with_name(f"{stem.name}_{s}.png").exists()}
     titles = {r.name: r.title for r in run.suite.rows}
     runs: dict[str, list] = {}
-    for j in jobs:
+    for j in (j for j in jobs if "robustness" in j.extra):
         runs.setdefault(titles[j.row], []).append((j.run_dir, j.extra["robustness"]))
+    if not runs:
+        return {}
     return compare_plots(runs, _settings(run, run.group_of(jobs[0])), stem,
                          f"mean over seeds {', '.join(map(str, run.seeds))}", run.data_root)
 
@@ -178,43 +183,77 @@ def _verdicts(runs: list[dict]) -> dict[str, tuple[str, list[str]]]:
     return agg
 
 
+def _diverged(rs: list[dict]) -> str:
+    """ "diverged at step N" (or the steps of several seeds) of a row whose runs all diverged."""
+    steps = [r["diverged"]["step"] for r in rs]
+    return f"diverged at step{'s' if len(steps) > 1 else ''} " + ", ".join(f"{s:,}" for s in steps)
+
+
+def _reference(rows: dict, notes: dict) -> list[str]:
+    """The rows' reference figures (``paper`` of the spec), as published, in one table."""
+    refs = {k: d["paper"] for k, d in rows.items() if d.get("paper")}
+    if not refs:
+        return []
+    keys = list(dict.fromkeys(c for p in refs.values() for c in p))
+    cell = (lambda v: "" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v))
+    return ["### Reference figures", "", notes.get("reference", ""), "",
+            markdown_table(["method", *keys], [[rows[k]["title"], *(cell(p.get(c)) for c in keys)]
+                                               for k, p in refs.items()])]
+
+
 @TABLES.register("great_defense")
 def defense_table(data: dict, suite) -> list[str]:
     """One section a group: a table an eps, FGSM-overstatement and paper-ordering sentences,
-    the gradient-masking checks and the figures."""
+    the runs stopped as diverged, reference figures, the gradient-masking checks and the
+    figures."""
     lines = [suite.notes["intro"], ""]
     for gname, group in suite.groups.items():
         rows = {k: d for k, d in data["rows"].items() if d["group"] == gname}
         if not rows:
             continue
-        runs = {k: [r for rs in d["runs"].values() for r in rs] for k, d in rows.items()}
+        every = {k: [r for rs in d["runs"].values() for r in rs] for k, d in rows.items()}
+        runs = {k: [r for r in rs if "robustness" in r] for k, rs in every.items()}
+        diverged = {k: [r for r in rs if r.get("diverged")] for k, rs in every.items()}
         labels = {k: d["title"] for k, d in rows.items()}
-        methods = {k: rs[0]["method"] for k, rs in runs.items()}
+        methods = {k: rs[0]["method"] for k, rs in every.items() if rs}
         stage = data["stages"]["robustness"][gname]
         cfgs = [f"`{suite.config_dir}/{c.config}`" for r in suite.rows if r.name in rows for c in r.cells.values()]
         lines += [f"## {group.title}", "", group.note, "", "- configs: " + ", ".join(cfgs),
-                  f"- evaluation: {RobustnessSettings(**stage['settings']).describe()}", ""]
-        first = next(iter(runs.values()))[0]["robustness"]["tables"]
-        n = max(len(v) for v in runs.values())
-        cols = [c for c in COLUMNS if any(c in r["robustness"]["tables"][e] for rs in runs.values() for r in rs for e in first)]
+                  f"- evaluation: {RobustnessSettings.from_saved(stage['settings']).describe()}", ""]
+        evaluated = [r for rs in runs.values() for r in rs]
+        first = (evaluated[0]["robustness"]["tables"] if evaluated
+                 else {str(float(e)): {} for e in stage["settings"]["eps"]})
+        n = max(len(v) for v in every.values())
+        cols = [c for c in COLUMNS if any(c in r["robustness"]["tables"][e] for r in evaluated for e in first)]
         for eps in first:
             table, means = [], {}
             for k, rs in runs.items():
+                if not rs and diverged[k]:
+                    table.append([labels[k], _diverged(diverged[k]), *("–" for _ in cols[1:])])
+                    means[k] = {}
+                    continue
                 cells = [_cell(rs, eps, c, n) for c in cols]
                 means[k] = {c: m for c, (_, m) in zip(cols, cells)}
                 table.append([labels[k], *(t for t, _ in cells)])
             lines += [f"### eps = {float(eps):g}", "", markdown_table(["method", *(COLUMNS[c] for c in cols)], table)]
             gaps = []
             for k, m in means.items():
-                honest = min((m[c] for c in ("pgd", "pgd_strong", "pgd_dlr", "square", "transfer", "worst_case")
-                              if m.get(c) is not None), default=None)
+                honest = min((m[c] for c in ("pgd", "pgd_strong", "pgd_dlr", "apgd_ce", "apgd_t", "square",
+                                             "transfer", "worst_case") if m.get(c) is not None), default=None)
                 if m.get("fgsm") is not None and honest is not None and m["fgsm"] - honest > 10:
                     gaps.append(f"{labels[k]} ({m['fgsm']:.1f} under FGSM, {honest:.1f} at worst)")
             if gaps:
                 lines += [suite.notes["fgsm_gap"] + ": " + "; ".join(gaps) + ".", ""]
             if order := ordering(means, methods, labels):
                 lines += ["The paper's ordering at this eps:", "", *(f"- {o}" for o in order), ""]
-        lines += _checks(runs, methods, labels, suite.notes)
+        if any(diverged.values()):
+            lines += [suite.notes.get("diverged", "Runs stopped by the divergence watch (no figures):"), "",
+                      *(f"- {labels[k]}, seed {r['seed']}: diverged at step {r['diverged']['step']:,} "
+                        f"({r['diverged']['reason']})" for k, rs in diverged.items() for r in rs), ""]
+        lines += _reference(rows, suite.notes)
+        runs = {k: rs for k, rs in runs.items() if rs}
+        if runs:
+            lines += _checks(runs, methods, labels, suite.notes)
         if stage["plots"]:
             lines += ["### Figures", "", *(x for k, f in stage["plots"].items() for x in (f"![{k}]({f})", ""))]
     return lines

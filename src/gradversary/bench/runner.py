@@ -32,7 +32,7 @@ from ..config import from_dict
 from ..config_files import read_config_file
 from ..engine.config import resolve_config
 from ..engine.trainer import Trainer
-from ..errors import ConfigError
+from ..errors import ConfigError, DivergenceError
 from ..io import atomic_write_text, git_commit
 from ..registry import Registry
 from ..report.markdown import provenance, provenance_lines
@@ -96,6 +96,9 @@ class Suite:
             runs under a non-default value apart (``full-<value>``).
         notes: prose printed with the table, by key; reference: where the paper's figures
             come from; settings: stage name -> its settings.
+        keep_diverged: a run stopped by the divergence watch (:class:`~gradversary.errors.
+            DivergenceError`) is a result, recorded as diverged at its step (the table says
+            so), instead of an error that stops the suite.
     """
 
     name: str
@@ -116,6 +119,7 @@ class Suite:
     settings: dict[str, dict] = field(default_factory=dict)
     config_dir: str = "configs"
     out_dir: str = ""
+    keep_diverged: bool = False
 
     def __post_init__(self) -> None:
         self.groups = {k: from_dict(Group, v, f"groups.{k}") if isinstance(v, dict) else v
@@ -207,12 +211,26 @@ class BenchRun:
         return self.suite.groups[next(r.group for r in self.suite.rows if r.name == job.row)]
 
 
-def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool) -> dict:
-    """Train, or resume an unfinished run of the same resolved config; its summary."""
+def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool,
+                    keep_diverged: bool = False) -> dict:
+    """Train, or resume an unfinished run of the same resolved config; its summary.
+
+    With ``keep_diverged``, a run the engine stops as diverged gets a summary saying so
+    (``diverged``: step, reason, the checkpoint kept), written as its ``summary.json`` so that
+    the suite reuses it like any finished run; otherwise the error propagates."""
     cfg.train.progress = progress
     resume = same_config(run_dir / "config.yaml", cfg) and (run_dir / "checkpoints" / "last.pt").exists()
     # a fresh start here is deliberate (no run of this config to continue): overwrite
-    return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume, force=not resume)
+    try:
+        return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume, force=not resume)
+    except DivergenceError as e:
+        if not keep_diverged:
+            raise
+        summary = {"run": cfg.run_name, "method": cfg.method["name"], "data": cfg.data["name"],
+                   "seed": cfg.train.seed, "steps": e.step, "final": {},
+                   "diverged": {"step": e.step, "reason": str(e), "checkpoint": e.checkpoint}}
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return summary
 
 
 def _expand(run: BenchRun, only: str | None) -> list[Job]:
@@ -297,8 +315,9 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
         def record(i: int, summary: dict, wave=wave) -> None:  # as each run ends
             rec.put(run.variant, wave[i].row, wave[i].cell, wave[i].cfg, summary, commit, cmd)
 
-        fresh = map_jobs(train_or_resume, [(j.cfg, j.run_dir, run.data_root, run.progress and run.jobs_n == 1)
-                                          for j in wave], run.jobs_n, "runs", run.progress, on_result=record)
+        fresh = map_jobs(train_or_resume, [(j.cfg, j.run_dir, run.data_root, run.progress and run.jobs_n == 1,
+                                            suite.keep_diverged) for j in wave],
+                         run.jobs_n, "runs", run.progress, on_result=record)
         for j, s in zip(wave, fresh):
             j.summary = s
     run.jobs = [j for j in run.jobs if j.summary is not None]
