@@ -37,12 +37,41 @@ def _run(suite, tmp_path, seeds=(0, 1), **kw):
 
 
 def test_every_suite_spec_loads_and_names_existing_configs():
-    assert {"dann", "digits", "great-defense", "great-mtl", "great-distill"} <= set(list_suites(SPECS))
+    assert {"dann", "digits", "great-defense", "great-mtl", "great-distill", "great-convergence"} <= set(list_suites(SPECS))
     for name in list_suites(SPECS):
         suite = load_suite(name, SPECS)
         for row in suite.rows:
             for cell in row.cells.values():
                 assert (ROOT / suite.config_dir / cell.config).is_file(), cell.config
+
+
+def test_great_convergence_runs_resolve_at_both_sizes_and_quick_is_small(tmp_path, monkeypatch):
+    """Every cell of the convergence suite resolves, full and --quick; the quick budget is a
+    smoke test (40 steps of 32 on at most 1,000 training images, 100 test images)."""
+    from gradversary.analysis.robustness import RobustnessSettings
+    from gradversary.engine.config import resolve_config
+
+    monkeypatch.chdir(ROOT)
+    suite = load_suite("great-convergence", SPECS)
+    assert suite.keep_diverged and suite.seeds == [0, 1]
+    methods = set()
+    for row in suite.rows:
+        group = suite.groups[row.group]
+        for cell in row.cells.values():
+            raw = read_config_file(ROOT / suite.config_dir / cell.config)
+            full = resolve_config(raw, cell.overrides)
+            quick = resolve_config(raw, [*cell.overrides, *suite.quick, *group.quick])
+            methods.add(full.method["name"])
+            assert full.train.epochs >= 3 and quick.train.steps == 40 and quick.train.batch_size == 32
+            assert quick.data.get("max_source", 1000) <= 1000 and quick.data.get("per_class", 100) <= 100
+            assert (full.train.augment is not None) == row.name.startswith("cifar10")
+        assert RobustnessSettings(**group.options["evaluate"]).n >= 1000
+        q = RobustnessSettings.quick(**group.options["quick_evaluate"])
+        assert q.n <= 100 and len(q.eps) == 1 and q.apgd_steps <= 10
+    assert methods == {"erm", "adversarial_training", "pgd_at", "fast_at", "great", "greace", "great_greace"}
+    for quick in (False, True):  # nothing run yet: the render copes with an empty suite
+        run_suite(suite, None, quick, out_dir=tmp_path / "runs", results=tmp_path / "gc.md", records=False,
+                  report_only=True)
 
 
 def test_bench_writes_table_and_reuses_finished_runs(tmp_path):

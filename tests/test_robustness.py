@@ -199,3 +199,79 @@ def test_paper_ordering_verdicts_follow_the_margins():
     means["g"]["ifgsm"] = 12.0
     assert "**does not hold**" in ordering(means, methods, {k: k for k in methods})[2]
     assert ordering({"g": means["g"]}, {"g": "great"}, {"g": "g"}) == []  # no baseline: no verdicts
+    # a diverged row has no figures: the next row of its method (a bounded form) stands for it
+    means2 = {"erm": base, "eq6": {}, "prob": means["ce"]}
+    text = ordering(means2, {"erm": "erm", "eq6": "greace", "prob": "greace"}, {k: k for k in means2})
+    assert len(text) == 1 and text[0].startswith("prob far above the baseline")
+
+
+def test_apgd_columns_enter_the_table_the_worst_case_and_the_masking_checks():
+    from gradversary.analysis.robustness import render_run
+
+    torch.manual_seed(0)
+    model = create_model("resnet_small", (1, 8, 8), 3, widths=[4], blocks=[1]).eval()
+    x, y = torch.rand(24, 1, 8, 8), torch.randint(0, 3, (24,))
+    res = evaluate_model(model, x, y, 3, TINY)
+    for eps, table in res["tables"].items():
+        assert {"apgd_ce", "apgd_t"} <= set(table)
+        masks = res["masks"][eps]
+        for k in ("apgd_ce", "apgd_t"):  # the worst case is over APGD too
+            assert not bool((masks["worst_case"] & ~masks[k]).any())
+            assert table["worst_case"] <= table[k] <= table["clean"]
+        checks = {c["name"]: c for c in res["checks"][eps]}
+        assert checks["pgd_matches_apgd"]["passed"] is not None
+        assert "APGD" in checks["pgd_matches_apgd"]["reason"]
+    assert "APGD-CE 3 steps x 1 restart(s), APGD-T 3 steps x 1 on each of the 2" in TINY.describe()
+
+    # apgd_steps 0: the table as recorded before APGD, under the same cache key
+    old = dataclasses.replace(TINY, apgd_steps=0)
+    res = evaluate_model(model, x, y, 3, old)
+    assert not {"apgd_ce", "apgd_t"} & set(res["tables"][0.1]) and "APGD" not in old.describe()
+    saved = {k: v for k, v in dataclasses.asdict(old).items() if not k.startswith("apgd_")}
+    assert RobustnessSettings.from_saved(saved).key_dict() == old.key_dict() == saved
+    assert RobustnessSettings.from_saved(dataclasses.asdict(TINY)) == TINY
+    out = {"run": "r", "method": "erm", "step": 1, "split": "target_test", "command": "",
+           "settings": saved, "transfer_from": None, "wall_time_s": 0.0, "plots": {},
+           **{k: v for k, v in res.items() if k != "masks"}}
+    assert "APGD" not in render_run(out).split("## Accuracy against eps")[0]  # settings and table
+
+
+def _diverging(tmp_path, suite, row: str) -> None:
+    """Make ``row``'s config stop as soon as its loss rises by 0.01% over its lowest record."""
+    path = Path(suite.config_dir) / f"{row}.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["train"].update(log_every=1, divergence={"window": 1, "loss_ratio": 1.0001, "loss_floor": 1e-9})
+    path.write_text(yaml.safe_dump(cfg))
+
+
+def test_bench_shows_a_diverged_run_as_such_and_keeps_the_rest(tmp_path):
+    import shutil
+
+    import pytest
+
+    from gradversary.errors import DivergenceError
+
+    suite = _suite(tmp_path, {"a": ([0.3], ["erm", "great"])}, steps=8)
+    _diverging(tmp_path, suite, "a_great")
+    with pytest.raises(DivergenceError, match="running away"):  # by default a divergence is an error
+        _bench(tmp_path, suite, [0], out_dir=tmp_path / "strict", results=tmp_path / "strict.md")
+    suite.keep_diverged = True
+    suite.rows[0].paper = {"eps": 0.3, "AutoAttack": 88.5, "source": "a paper"}
+    text, rows = _bench(tmp_path, suite, [0])
+    run = rows["a_great"]["runs"]["a_great"][0]
+    step = run["diverged"]["step"]
+    assert 1 < step < 8 and "robustness" not in run and "running away" in run["diverged"]["reason"]
+    great = next(line for line in text.splitlines() if line.startswith("| GREAT |"))
+    assert f"| diverged at step {step} |" in great
+    erm = next(line for line in text.splitlines() if line.startswith("| Baseline (ERM) |"))
+    assert "diverged" not in erm and any(ch.isdigit() for ch in erm.split("|")[2])
+    assert f"- GREAT, seed 0: diverged at step {step} (training diverged: loss" in text
+    assert "### Reference figures" in text and "| Baseline (ERM) | 0.3 | 88.5 | a paper |" in text
+    assert "| GREAT |" not in text.split("### Gradient-masking checks")[1]  # no checks without figures
+    summary = tmp_path / "runs" / "full" / "a_great" / "a_great-s0" / "summary.json"
+    stamp = summary.stat().st_mtime_ns
+    again, _ = _bench(tmp_path, suite, [0])  # the diverged run is a result: reused, not retrained
+    assert summary.stat().st_mtime_ns == stamp and again.split("### eps")[1] == text.split("### eps")[1]
+    shutil.rmtree(tmp_path / "runs")  # from the records alone: the same tables
+    again, _ = _bench(tmp_path, suite, [0], report_only=True)
+    assert again.split("### eps")[1].split("### Figures")[0] == text.split("### eps")[1].split("### Figures")[0]

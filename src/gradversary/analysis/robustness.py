@@ -82,9 +82,9 @@ COLUMNS: dict[str, str] = {
     "worst_case": "worst case",
 }
 CURVE_ATTACKS = ("fgsm", "ifgsm", "pgd")
-#: settings added after evaluations had been recorded, with the value that reproduces those
-#: evaluations (a saved ``settings`` dict without the key was made with this value)
-LEGACY: dict[str, Any] = {"apgd_steps": 0}
+#: settings added after evaluations had been recorded, with values that reproduce those
+#: evaluations (a saved ``settings`` dict without the keys was made with them: no APGD)
+LEGACY: dict[str, Any] = {"apgd_steps": 0, "apgd_restarts": 1, "apgd_targets": 9}
 
 
 @dataclass
@@ -154,9 +154,11 @@ class RobustnessSettings:
         return cls(**{**LEGACY, **saved})
 
     def key_dict(self) -> dict[str, Any]:
-        """The settings as a dict without the later keys at their :data:`LEGACY` value, so an
-        evaluation's cache key is the one it had before those keys existed."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in LEGACY or v != LEGACY[k]}
+        """What the evaluation depends on, as a dict: without APGD (``apgd_steps`` 0), the
+        settings without the APGD keys, so that the cache key of an evaluation without APGD is
+        the one it had before those keys existed, whatever the unused APGD budgets say."""
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if k not in LEGACY} if not self.apgd_steps else d
 
     def describe(self) -> str:
         return (f"n = {self.n} test images (seeded subsample, seed {self.seed}), Train on "

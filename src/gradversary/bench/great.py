@@ -55,7 +55,7 @@ class Robustness:
                              and not b.summary.get("diverged") and run.group_of(b) is run.group_of(j)), None)
                 todo.append((j, (j.run_dir, s, run.data_root,
                                  base.run_dir if base is not None and base is not j else None, run.command)))
-            elif saved is not None and RobustnessSettings.from_saved(saved["settings"]) == s:
+            elif saved is not None and RobustnessSettings.from_saved(saved["settings"]).key_dict() == s.key_dict():
                 j.extra["robustness"] = saved["robustness"]
             else:
                 continue  # never evaluated with these settings: nothing to show
@@ -136,8 +136,8 @@ def ordering(means: dict[str, dict], methods: dict[str, str], labels: dict[str, 
     columns (PGD strong, worst case) agree. One sentence per claim, each with its figures."""
     by_method = {}
     for row, name in methods.items():
-        if row in means:  # the first row of a method (the unnormalised one) stands for it
-            by_method.setdefault(name, row)
+        if means.get(row):  # a method's first row with figures (the unnormalised one, or the
+            by_method.setdefault(name, row)  # bounded GREACE where eq. 6 diverged) stands for it
     if "erm" not in by_method:
         return []
     b, out = means[by_method["erm"]], []
@@ -194,9 +194,9 @@ def _reference(rows: dict, notes: dict) -> list[str]:
     refs = {k: d["paper"] for k, d in rows.items() if d.get("paper")}
     if not refs:
         return []
-    keys = list(dict.fromkeys(c for p in refs.values() for c in p))
+    keys = sorted(dict.fromkeys(c for p in refs.values() for c in p), key=lambda c: c == "source")
     cell = (lambda v: "" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v))
-    return ["### Reference figures", "", notes.get("reference", ""), "",
+    return ["### Reference figures", "", *([notes["reference"], ""] if notes.get("reference") else []),
             markdown_table(["method", *keys], [[rows[k]["title"], *(cell(p.get(c)) for c in keys)]
                                                for k, p in refs.items()])]
 
@@ -209,8 +209,8 @@ def defense_table(data: dict, suite) -> list[str]:
     lines = [suite.notes["intro"], ""]
     for gname, group in suite.groups.items():
         rows = {k: d for k, d in data["rows"].items() if d["group"] == gname}
-        if not rows:
-            continue
+        if not rows or gname not in data["stages"]["robustness"]:
+            continue  # no row of the group was selected, or none has a run to show
         every = {k: [r for rs in d["runs"].values() for r in rs] for k, d in rows.items()}
         runs = {k: [r for r in rs if "robustness" in r] for k, rs in every.items()}
         diverged = {k: [r for r in rs if r.get("diverged")] for k, rs in every.items()}
