@@ -189,15 +189,18 @@ def _diverged(rs: list[dict]) -> str:
     return f"diverged at step{'s' if len(steps) > 1 else ''} " + ", ".join(f"{s:,}" for s in steps)
 
 
+def _figure(v) -> str:
+    return "" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
 def _reference(rows: dict, notes: dict) -> list[str]:
     """The rows' reference figures (``paper`` of the spec), as published, in one table."""
     refs = {k: d["paper"] for k, d in rows.items() if d.get("paper")}
     if not refs:
         return []
     keys = sorted(dict.fromkeys(c for p in refs.values() for c in p), key=lambda c: c == "source")
-    cell = (lambda v: "" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v))
     return ["### Reference figures", "", *([notes["reference"], ""] if notes.get("reference") else []),
-            markdown_table(["method", *keys], [[rows[k]["title"], *(cell(p.get(c)) for c in keys)]
+            markdown_table(["method", *keys], [[rows[k]["title"], *(_figure(p.get(c)) for c in keys)]
                                                for k, p in refs.items()])]
 
 

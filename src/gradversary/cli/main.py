@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, summary in _bench_suites().items():
         _add_bench_suite(suites.add_parser(name, help=summary), name)
 
-    p = sub.add_parser("attack", help="robustness of a trained run: GREAT's Table 1, PGD, Square, "
-                                      "transfer, worst case and gradient-masking checks")
+    p = sub.add_parser("attack", help="robustness of a trained run: GREAT's Table 1, PGD, APGD-CE/T, "
+                                      "Square, transfer, worst case and gradient-masking checks")
     p.add_argument("run_dir", help="a run directory made by train, run or bench")
     p.add_argument("--eps", type=_float_list, default=None,
                    help="L-inf radii, comma-separated (default 0.1,0.2,0.3; 0.1,0.3 with --quick)")
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer-from", default=None, metavar="RUN_DIR",
                    help="source run of the transfer attack (e.g. an independently trained ERM run)")
     p.add_argument("--quick", action="store_true",
-                   help="small attack budgets (few PGD steps, 100 Square queries): a CPU first look")
+                   help="small attack budgets (few PGD and APGD steps, 3 APGD-T targets, 100 Square "
+                        "queries): a CPU first look")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsample, targets and starts")
     p.add_argument("--data-root", default=None, help="dataset folder")
 
