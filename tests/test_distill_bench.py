@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from gradversary.bench import great as gd
 from gradversary.bench.runner import load_suite, render, run_suite
+from gradversary.report import great_tables as gd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -183,7 +183,7 @@ def test_bench_max_seeds_limits_a_row_and_marks_its_cells(tmp_path):
 
 
 def test_paper_ordering_verdicts_follow_the_margins():
-    from gradversary.bench.great import ordering
+    from gradversary.report.great_tables import ordering
 
     base = {"fgsm": 10.0, "ifgsm": 2.0, "pgd_strong": 0.0, "worst_case": 0.0}
     means = {"erm": base,

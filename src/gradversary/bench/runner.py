@@ -36,7 +36,7 @@ from ..errors import ConfigError, DivergenceError
 from ..io import atomic_write_text, git_commit
 from ..registry import Registry
 from ..report.markdown import provenance, provenance_lines
-from ..report.uda_tables import TABLES
+from ..report.tables import TABLES
 from .parallel import map_jobs
 from .records import RunRecords, same_config
 

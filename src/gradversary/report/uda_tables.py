@@ -9,15 +9,12 @@ and method, with the same columns. Both are registered in :data:`TABLES`.
 
 from __future__ import annotations
 
-from ..registry import Registry
 from ..selection import DEFAULT_VALIDATORS
 from ..selection.rules import validator_pick
 from .markdown import fmt_mean_std, lookup, markdown_table, mean_std
+from .tables import TABLES
 
-__all__ = ["TABLES", "collapsed", "dann_table", "methods_table"]
-
-#: table name -> ``fn(results, suite) -> list of Markdown lines`` (the part below the header)
-TABLES = Registry("bench table")
+__all__ = ["collapsed", "dann_table", "methods_table"]
 
 
 def collapsed(summary: dict) -> bool:
