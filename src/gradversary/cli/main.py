@@ -255,8 +255,10 @@ def _cmd_bench(args) -> int:
     from ..bench.runner import list_suites, load_suite, run_suite
 
     if args.suite == "list":
-        for name, summary in list_suites().items():
-            print(f"  {name:<16} {summary}")
+        suites = list_suites()
+        width = max(map(len, suites), default=0)
+        for name, summary in suites.items():
+            print(f"  {name:<{width}}  {summary}")
         return 0
     if args.jobs is not None and args.jobs < 1:
         raise GradversaryError(f"--jobs must be at least 1, got {args.jobs}")
