@@ -14,7 +14,7 @@ from ..nn.double_backward import convert_double_backward
 from ..registry import Registry
 from ..schedules import Schedule
 
-__all__ = ["METHODS", "Batch", "MethodOutput", "Method", "create_method", "batched"]
+__all__ = ["METHODS", "Batch", "MethodOutput", "Method", "create_method", "batched", "joint_pass"]
 
 METHODS = Registry("method", args=("model",), pass_config=True)
 
@@ -112,6 +112,23 @@ class Method(nn.Module):
                 continue
             out.update(label_metrics(name, batched(self.predict_logits, d.x, batch_size, self.device), d.y))
         return out
+
+
+def joint_pass(model: nn.Module, batch: Batch, method: str) -> tuple[Tensor, Tensor, int]:
+    """Features and logits of the source and target inputs in one forward pass (BatchNorm sees
+    both domains together), and the number of source rows ``n_s``.
+
+    Raises:
+        ValueError: the batch has no target inputs (``method`` names who needs them).
+
+    Shape:
+        batch.x_s: (N_s, ...), batch.x_t: (N_t, ...) -> features (N_s + N_t, F),
+        logits (N_s + N_t, K); source rows first.
+    """
+    if batch.x_t is None:
+        raise ValueError(f"{method} needs target inputs in every batch (batch.x_t is None)")
+    feats = model.features(torch.cat([batch.x_s, batch.x_t]))
+    return feats, model.head(feats), batch.x_s.shape[0]
 
 
 def label_metrics(name: str, logits: Tensor, y: Tensor) -> dict[str, float]:

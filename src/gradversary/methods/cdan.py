@@ -37,7 +37,7 @@ from ..models.base import FeatureClassifier
 from ..nn import DomainDiscriminator, GradientReversal
 from ..registry import spec_field
 from ..schedules import SCHEDULES, Schedule, create_schedule
-from .base import METHODS, Batch, Method, MethodOutput, batched, label_metrics
+from .base import METHODS, Batch, Method, MethodOutput, batched, joint_pass, label_metrics
 
 __all__ = ["CDANConfig", "CDANEConfig", "CDAN", "MultilinearMap", "entropy_weights"]
 
@@ -158,13 +158,9 @@ class CDAN(Method):
         return self.map(feats, p), p
 
     def forward(self, batch: Batch) -> MethodOutput:
-        if batch.x_t is None:
-            raise ValueError("CDAN needs target inputs in every batch (batch.x_t is None)")
-        n_s = batch.x_s.shape[0]
+        feats, logits, n_s = joint_pass(self.model, batch, "CDAN")
         lam = self.lambda_schedule.value
         self.grl.set_coeff(lam)
-        feats = self.model.features(torch.cat([batch.x_s, batch.x_t]))
-        logits = self.model.head(feats)
         task_loss = F.cross_entropy(logits[:n_s], batch.y_s)
         t, p = self.conditioned(feats, logits)
         d_logits = self.discriminator(self.grl(t))

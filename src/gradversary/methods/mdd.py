@@ -36,7 +36,7 @@ from ..models.lenet import classifier_head
 from ..nn import GradientReversal
 from ..registry import spec_field
 from ..schedules import SCHEDULES, Schedule, create_schedule
-from .base import METHODS, Batch, Method, MethodOutput
+from .base import METHODS, Batch, Method, MethodOutput, joint_pass
 
 __all__ = ["MDDConfig", "MDD", "mdd_losses"]
 
@@ -112,13 +112,9 @@ class MDD(Method):
         return {"grl_lambda": self.lambda_schedule}
 
     def forward(self, batch: Batch) -> MethodOutput:
-        if batch.x_t is None:
-            raise ValueError("MDD needs target inputs in every batch (batch.x_t is None)")
-        n_s = batch.x_s.shape[0]
+        feats, logits, n_s = joint_pass(self.model, batch, "MDD")
         lam = self.lambda_schedule.value
         self.grl.set_coeff(lam)
-        feats = self.model.features(torch.cat([batch.x_s, batch.x_t]))
-        logits = self.model.head(feats)
         adv = self.adv_head(self.grl(feats))
         task_loss = F.cross_entropy(logits[:n_s], batch.y_s)
         y = logits.detach()
