@@ -2,6 +2,7 @@
 honest figure, beside the last step and the oracle."""
 
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,21 @@ def test_moons_recipe_evaluates_often_enough_to_select():
         assert raw["train"]["steps"] // raw["train"]["eval_every"] >= 30
         assert raw["selection"]["holdout"] > 0  # source_val needs the held-out source
         assert raw["selection"].get("validators", "all_cheap") == "all_cheap"
+
+
+def test_a_second_comparison_reuses_finished_runs_and_refuses_a_different_config(tmp_path):
+    from gradversary.errors import RunExistsError
+
+    recipe = RECIPES.get("dann").factory()
+    small = ["train.steps=20", "train.eval_every=10", "train.threads=1"]
+    first = run_comparison(recipe, seeds=[0], out_dir=str(tmp_path), progress=False, overrides=small)
+    metrics = {r["run_dir"]: (Path(r["run_dir"]) / "metrics.jsonl").stat().st_mtime_ns
+               for runs in first.summaries.values() for r in runs}
+    again = run_comparison(recipe, seeds=[0], out_dir=str(tmp_path), progress=False, overrides=small)
+    for label, runs in again.summaries.items():  # the same figures, and nothing trained again
+        assert [r["final"] for r in runs] == [r["final"] for r in first.summaries[label]]
+        assert all((Path(r["run_dir"]) / "metrics.jsonl").stat().st_mtime_ns == metrics[r["run_dir"]]
+                   for r in runs)
+    with pytest.raises(RunExistsError):
+        run_comparison(recipe, seeds=[0], out_dir=str(tmp_path), progress=False,
+                       overrides=["train.steps=30", "train.eval_every=10", "train.threads=1"])

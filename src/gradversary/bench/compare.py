@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from ..report.markdown import fmt_mean_std, lookup, markdown_table, provenance, 
 from ..report.plots import decision_boundary_plot
 from ..selection.rules import validator_pick
 from .recipes import Recipe
+from .records import same_config
 
 __all__ = ["ComparisonResult", "run_comparison"]
 
@@ -49,7 +51,8 @@ def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
                    overrides: Sequence[str] = (), data_root: str | None = None,
                    progress: bool = True, force: bool = False) -> ComparisonResult:
     """Train every config of ``recipe`` for every seed; write a comparison report. A run
-    directory that already holds a run is refused unless ``force`` (then it is trained again)."""
+    directory that holds a finished run of the same resolved config is reused; one that holds
+    another run is refused unless ``force`` (then it is trained again)."""
     out = Path(out_dir)
     summaries: dict[str, list[dict]] = {label: [] for label in recipe.configs}
     first: dict[str, Trainer] = {}
@@ -60,7 +63,13 @@ def run_comparison(recipe: Recipe, seeds: Sequence[int], out_dir: str = "runs",
             cfg = resolve_config(raw)
             cfg.train.progress = progress
             trainer = Trainer(cfg, data_root=data_root)
-            summary = {**trainer.fit(force=force), "run_dir": str(trainer.run_dir)}
+            done = trainer.run_dir / "summary.json"
+            if not force and done.is_file() and same_config(trainer.run_dir / "config.yaml", cfg):
+                # the same run finished before: reuse it rather than train it again
+                trainer = Trainer.from_run_dir(trainer.run_dir, data_root=data_root)
+                summary = {**json.loads(done.read_text()), "run_dir": str(trainer.run_dir)}
+            else:
+                summary = {**trainer.fit(force=force), "run_dir": str(trainer.run_dir)}
             if (pick := validator_pick(summary, recipe.validators)) is not None:
                 summary["validators"] = pick
             summaries[label].append(summary)
