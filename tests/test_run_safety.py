@@ -49,13 +49,19 @@ def test_training_again_into_a_run_directory_is_refused_without_force(tmp_path, 
         Trainer(resolve_config(_raw(tmp_path)), run_dir=run).fit()
     (tmp_path / "empty").mkdir()
     Trainer(resolve_config(_raw(tmp_path)), run_dir=tmp_path / "empty").fit()
-    # `gradversary run` over its own earlier runs: refused unless --force
+    # `gradversary run` over its own earlier runs: the same config is reused (nothing trained
+    # again), another config is refused unless --force
     args = ["run", "dann", "--seeds", "1", "--out-dir", str(tmp_path / "cmp"), "--no-progress",
-            "train.steps=2", "train.eval_every=1"]
-    assert main(args) == 0
+            "train.eval_every=1"]
+    assert main([*args, "train.steps=2"]) == 0
+    first = sorted((tmp_path / "cmp").glob("*-s0/metrics.jsonl"))
+    assert len(first) == 2
+    stamps = [p.stat().st_mtime_ns for p in first]
+    assert main([*args, "train.steps=2"]) == 0
+    assert [p.stat().st_mtime_ns for p in first] == stamps
     capsys.readouterr()
-    assert main(args) == 2 and "already holds a finished run" in capsys.readouterr().err
-    assert main([*args, "--force"]) == 0
+    assert main([*args, "train.steps=3"]) == 2 and "already holds a finished run" in capsys.readouterr().err
+    assert main([*args, "train.steps=3", "--force"]) == 0
     # a fit without a run directory (the scikit-learn estimator) is unaffected
     t = Trainer(resolve_config(_raw(tmp_path)), run_dir=run, persist=False)
     assert t.fit()["steps"] == 6
