@@ -106,10 +106,63 @@ def _mcell(values: list, expected: int, digits: int = 3) -> str:
     return fmt_mean_std(vals, digits) + (f" (n={len(vals)})" if len(vals) < expected else "")
 
 
+_HONEST = {
+    "selected": "selection/metrics/target_test_acc",
+    "last": "final/target_test_acc",
+}
+
+
+def _honest(run: dict, column: str, criterion: str):
+    """A run's target accuracy in the honest ``column``: ``validators`` (the label-free
+    criterion's pick), ``selected`` (the run's own criterion) or ``last``."""
+    if column == "validators":
+        return (validator_pick(run, criterion) or {}).get("target_test_acc")
+    return lookup(run, _HONEST[column])
+
+
+def _wins(rows: list[dict], baseline: str, columns: list[str], criterion: str) -> list[str]:
+    """A table: per method and honest column, its mean over the group's tasks and on how many
+    tasks its seed mean is above ``baseline``'s (a tie is not above)."""
+    means: dict[str, dict[str, dict[str, float]]] = {}  # column -> label -> task -> mean
+    for column in columns:
+        for d in rows:
+            for label, runs in d["runs"].items():
+                vals = [v for r in runs if (v := _honest(r, column, criterion)) is not None]
+                if vals:
+                    means.setdefault(column, {}).setdefault(label, {})[d["title"]] = mean_std(vals)[0]
+    labels = list(dict.fromkeys(label for d in rows for label in d["runs"]))
+    if baseline not in labels:
+        return []
+    out = []
+    for label in labels:
+        cells = [label]
+        for column in columns:
+            by_task = means.get(column, {}).get(label, {})
+            base = means.get(column, {}).get(baseline, {})
+            shared = [t for t in by_task if t in base]
+            text = f"{sum(by_task.values()) / len(by_task):.3f}" if by_task else "n/a"
+            if label != baseline and shared:
+                text += f" ({sum(by_task[t] > base[t] for t in shared)} of {len(shared)} above)"
+            cells.append(text)
+        out.append(cells)
+    names = {"validators": criterion, "selected": "run's criterion", "last": "last step"}
+    cols = ["method", *(f"mean over tasks: {names[c]}" for c in columns)]
+    return [f"Mean over the tasks of this group, and on how many tasks (mean of seeds) each method "
+            f"is above {baseline}, in each honest column:", "", markdown_table(cols, out)]
+
+
 @TABLES.register("methods")
 def methods_table(data: dict, suite) -> list[str]:
-    """One table a group; a line for every (task, method) with runs."""
-    criterion = suite.settings.get("methods", {}).get("validators", DEFAULT_VALIDATORS)
+    """One table a group; a line for every (task, method) with runs.
+
+    Settings (``settings.methods`` of the suite): ``validators`` (the label-free criterion),
+    ``reference`` (the reference column's title, default tllib's target-selected figures),
+    ``baseline`` and ``honest`` (if a baseline label is given, each group ends with every
+    method's mean and its count of tasks above the baseline in the honest column:
+    ``validators``, ``selected`` or ``last``).
+    """
+    settings = suite.settings.get("methods", {})
+    criterion = settings.get("validators", DEFAULT_VALIDATORS)
     n = len(data["seeds"])
     runs_all = [r for d in data["rows"].values() for rs in d["runs"].values() for r in rs]
     select = ", ".join(sorted({str(lookup(r, "selection/criterion")) for r in runs_all})) or "n/a"
@@ -119,10 +172,12 @@ def methods_table(data: dict, suite) -> list[str]:
     if not has_scores:
         lines += [f"No run's history carries the scores of `{criterion}`: that column is n/a.", ""]
     cols = ["task", "method", f"selected ({select})", f"selected ({criterion})", "last step",
-            "oracle (target labels, not honest)", "tllib (target-selected)", "time / run (s)"]
+            "oracle (target labels, not honest)", settings.get("reference", "tllib (target-selected)"),
+            "time / run (s)"]
     for gname, group in suite.groups.items():
         lines_by_task: dict[str, list] = {}
-        for d in (d for d in data["rows"].values() if d["group"] == gname):
+        rows = [d for d in data["rows"].values() if d["group"] == gname]
+        for d in rows:
             for label, runs in d["runs"].items():
                 ref = d["paper"].get(label)
                 lines_by_task.setdefault(d["title"], []).append([
@@ -136,6 +191,9 @@ def methods_table(data: dict, suite) -> list[str]:
         if lines_by_task:
             table = [line for ls in lines_by_task.values() for line in ls]
             lines += [f"## {group.title}", "", markdown_table(cols, table)]
+            if "baseline" in settings:
+                lines += _wins(rows, settings["baseline"], settings.get("honest", ["validators", "last"]),
+                               criterion)
     total = sum(r.get("wall_time_s", 0.0) for r in runs_all)
     lines += [f"Total run time: {total / 3600:.2f} h over {len(runs_all)} runs (one thread each).", ""]
     if suite.reference:
