@@ -74,13 +74,18 @@ class ReverseValidationGrid:
     """Before training: each DANN run of a group with a ``grid`` option takes the grid point
     that reverse validation ranks first on the split of ``grid.seed`` (one search a row), or
     of its own seed when ``grid.seed`` is null. Searches are cached beside the runs and in the
-    records; with ``report_only`` a run whose search is missing is left out."""
+    records; with ``report_only`` a run whose search is missing is left out.
+
+    With ``grid.apply: false`` the search is only scored and recorded (one a row, for every
+    cell of the row), and no run takes its choice: the validators' ranking reads the scores
+    to rank reverse validation as a hyper-parameter criterion beside the cheap validators.
+    """
 
     def before(self, run: BenchRun) -> dict:
         searches: dict[Path, tuple] = {}
         for j in run.jobs:
             g = run.group_of(j).options.get("grid")
-            if not g or j.label != g.get("label", "DANN"):
+            if not g or (g.get("apply", True) and j.label != g.get("label", "DANN")):
                 continue
             gseed = j.seed if g.get("seed", 0) is None else g.get("seed", 0)
             grid = g["quick" if run.quick else "full"]
@@ -102,6 +107,9 @@ class ReverseValidationGrid:
         for cache in (c for c in chosen if c.exists()):
             run.records.write(run.size, cache.parent.name, cache.stem, json.loads(cache.read_text()))
         for j in (j for j in run.jobs if "grid" in j.extra):
+            if not run.group_of(j).options["grid"].get("apply", True):
+                del j.extra["grid"]  # scored and recorded only
+                continue
             j.extra["grid"] = chosen.get(j.extra["grid"])
             j.overrides += j.extra["grid"]["overrides"] if j.extra["grid"] else []
         run.jobs = [j for j in run.jobs if j.extra.get("grid", True) is not None]  # report-only, no search

@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validators", help="rank the label-free validators on finished runs "
                                           "(weighted Spearman, regret, leave-one-task-out default)")
-    p.add_argument("run_dirs", nargs="+", help="run directories, or folders holding them")
-    p.add_argument("--records", default=None, help="a folder of bench run records (JSON)")
+    p.add_argument("run_dirs", nargs="*", help="run directories, or folders holding them")
+    p.add_argument("--records", action="append", default=None,
+                   help="a folder of bench run records (JSON), e.g. docs/results/digits_runs; repeatable")
     p.add_argument("--out", default="docs/results/validators.md",
                    help="the Markdown report (a .json and a .png are written beside it)")
     p.add_argument("--note", default="", help="how the runs were made, quoted in the report")
@@ -343,6 +344,9 @@ def _cmd_analyze(args) -> int:
 def _cmd_validators(args) -> int:
     from ..report.validators import write_validators_report
 
+    if not args.run_dirs and not args.records:
+        print("gradversary: error: validators: give run directories, --records DIR, or both", file=sys.stderr)
+        return 2
     try:
         path = write_validators_report(args.run_dirs, args.out, args.records, _command_line(),
                                        note=args.note)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +36,7 @@ from ..selection.rules import choose_checkpoint
 from .markdown import markdown_table
 from .plots import have_matplotlib, save_figure
 
-__all__ = ["Checkpoint", "load_checkpoints", "rank_checkpoints", "render_markdown",
+__all__ = ["Checkpoint", "ReverseScore", "load_checkpoints", "load_reverse_scores", "rank_checkpoints", "render_markdown",
            "write_validators_report", "ESS_FLOOR"]
 
 #: the ESS floor tried with the importance-weighted validators
@@ -103,40 +103,91 @@ def _from_summary(summary: Mapping, cfg: Mapping, run: str) -> list[Checkpoint]:
     return out
 
 
-def load_checkpoints(paths: Sequence[str | Path], records: str | Path | None = None
+def load_checkpoints(paths: Sequence[str | Path], records: str | Path | Sequence[str | Path] | None = None
                      ) -> tuple[list[Checkpoint], list[dict]]:
     """Every scored evaluation under ``paths`` (run directories, or folders searched for
-    ``summary.json``) and under ``records`` (bench record JSON files with ``config`` and
-    ``summary``). Returns the checkpoints and one dict per run (name, seed, wall time).
+    ``summary.json``) and under ``records`` (one or more folders of bench record JSON files
+    with ``config`` and ``summary``). Returns the checkpoints and one dict per run (name, seed,
+    wall time, and for a record the folder it came from).
 
     Raises:
         FileNotFoundError: a path that does not exist.
     """
-    found: list[tuple[str, dict, dict]] = []
+    found: list[tuple[str, dict, dict, str | None]] = []
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{str(p)!r} does not exist")
         for s in ([p / "summary.json"] if (p / "summary.json").is_file()
                   else sorted(p.rglob("summary.json"))):
             cfg = yaml.safe_load((s.parent / "config.yaml").read_text())
-            found.append((str(s.parent), json.loads(s.read_text()), cfg))
-    if records is not None:
-        root = Path(records)
+            found.append((str(s.parent), json.loads(s.read_text()), cfg, None))
+    roots = [] if records is None else [records] if isinstance(records, (str, Path)) else list(records)
+    for root in map(Path, roots):
         if not root.exists():
             raise FileNotFoundError(f"{str(root)!r} does not exist")
         for r in sorted(root.rglob("*.json")):
             d = json.loads(r.read_text())
             if isinstance(d, dict) and "summary" in d and "config" in d:
-                found.append((str(r), d["summary"], d["config"]))
+                found.append((str(r), d["summary"], d["config"], str(root)))
     ckpts, runs = [], []
-    for run, summary, cfg in found:
+    for run, summary, cfg, root in found:
         cs = _from_summary(summary, cfg, run)
         if cs:
             ckpts += cs
-            runs.append({"run": run, "seed": summary.get("seed"), "steps": summary.get("steps"),
+            runs.append({"run": run, "records": root, "seed": summary.get("seed"), "steps": summary.get("steps"),
                          "wall_time_s": summary.get("wall_time_s", 0.0), "evaluations": len(cs),
                          "family": cs[0].family, "eval_cost_s": _eval_cost(summary)})
     return ckpts, runs
+
+
+@dataclass(frozen=True)
+class ReverseScore:
+    """Reverse validation of one hyper-parameter setting, from a recorded grid search (the
+    ``reverse_validation_grid`` bench stage): where it belongs and its score."""
+
+    family: str
+    task: str
+    method: str
+    steps: int
+    setting: str
+    seed: int  # the seed of the split it was scored on
+    reverse_acc: float
+
+
+def _with_override(cfg: Mapping[str, Any], override: str) -> dict:
+    """A copy of a resolved config dict with one ``a.b.c=value`` override applied."""
+    key, _, value = override.partition("=")
+    out = json.loads(json.dumps(cfg))
+    node = out
+    *path, last = key.split(".")
+    for k in path:
+        node = node.setdefault(k, {})
+    node[last] = yaml.safe_load(value)
+    return out
+
+
+def load_reverse_scores(records: str | Path | Sequence[str | Path] | None) -> list[ReverseScore]:
+    """Every grid point scored by reverse validation in the record folders (``grid-s<seed>``
+    files written by ``gradversary bench``), one :class:`ReverseScore` each."""
+    roots = [] if records is None else [records] if isinstance(records, (str, Path)) else list(records)
+    out = []
+    for root in map(Path, roots):
+        for r in sorted(root.rglob("grid-s*.json")):
+            d = json.loads(r.read_text())
+            try:
+                base = json.loads(d["key"])["config"]
+                scores = d["result"]["scores"]
+                seed = int(r.stem.split("-s")[-1])
+            except (KeyError, TypeError, ValueError):
+                continue
+            for sc in scores:
+                cfg = base
+                for o in sc["overrides"]:
+                    cfg = _with_override(cfg, o)
+                fam, task = task_of(cfg)
+                out.append(ReverseScore(fam, task, cfg["method"]["name"], int(cfg["train"]["steps"]),
+                                        _setting(cfg), seed, float(sc["reverse_acc"])))
+    return out
 
 
 def _eval_cost(summary: Mapping) -> dict[str, float]:
@@ -267,10 +318,32 @@ def _rules(groups, validators) -> dict[str, dict[str, float]]:
     return out
 
 
-def _grid(ckpts, names, validators, max_combo) -> dict[str, Any]:
+def _reverse_row(groups: Mapping[tuple, list[Checkpoint]], reverse: Sequence[ReverseScore],
+                 ckpts: Sequence[Checkpoint]) -> dict[str, Any] | None:
+    """Reverse validation as a grid criterion: in each group, the setting that the recorded
+    search (same task, method and run length) scores highest, taken at its last step. None
+    when no group has a complete search."""
+    steps = {c.run: c.step for c in ckpts}
+    regrets, picked = [], []
+    for (fam, task, method, _seed), g in groups.items():
+        n_steps = max(steps[c.run] for c in g)
+        rv = {r.setting: r.reverse_acc for r in reverse
+              if (r.family, r.task, r.method, r.steps) == (fam, task, method, n_steps)}
+        if not {c.setting for c in g} <= set(rv):
+            continue
+        best = max(sorted(rv), key=rv.get)
+        last = max((c for c in g if c.setting == best), key=lambda c: c.step)
+        regrets.append(max(c.acc for c in g) - last.acc)
+        picked.append(best)
+    if not regrets:
+        return None
+    return {"regret": float(np.mean(regrets)), "picked": picked}
+
+
+def _grid(ckpts, names, validators, max_combo, reverse: Sequence[ReverseScore] = ()) -> dict[str, Any]:
     """Hyper-parameter grids: a task/method/seed whose runs differ in their setting; each
     criterion picks a setting and a checkpoint together. Reference rows: each setting's last
-    step."""
+    step; with ``reverse`` scores, reverse validation's choice of setting at its last step."""
     groups = {k: g for k, g in _group(ckpts, lambda c: (c.family, c.task, c.method, c.seed)).items()
               if len({c.setting for c in g}) > 1}
     if not groups:
@@ -281,6 +354,10 @@ def _grid(ckpts, names, validators, max_combo) -> dict[str, Any]:
         rows[v] = {"regret": float(np.mean([max(c.acc for c in g) - p.acc
                                             for g, p in zip(groups.values(), picks)])),
                    "picked": [p.setting for p in picks]}
+    if reverse:
+        rv_rows = _reverse_row(groups, reverse, ckpts)
+        if rv_rows:
+            rows["reverse validation (split of one seed), last step"] = rv_rows
     for setting in sorted({c.setting for g in groups.values() for c in g}):
         reg = [max(c.acc for c in g) - max((c for c in g if c.setting == setting),
                                            key=lambda c: c.step).acc
@@ -289,7 +366,8 @@ def _grid(ckpts, names, validators, max_combo) -> dict[str, Any]:
     return {"groups": ["/".join(map(str, k[1:])) for k in groups], "rows": rows}
 
 
-def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[str, Any]:
+def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3,
+                     reverse: Sequence[ReverseScore] = ()) -> dict[str, Any]:
     """The ranking, as a JSON-ready dict (see the module docstring). A selection group is
     one task, method, setting and seed; a cell the same without the seed."""
     if not ckpts:
@@ -330,7 +408,7 @@ def rank_checkpoints(ckpts: Sequence[Checkpoint], max_combo: int = 3) -> dict[st
                           {f: c for f, (c, _) in (loto_all if use_combo else loto_single).per_task.items()},
                           validators, max_combo),
         "rules": _rules(groups, validators),
-        "grid": _grid(ckpts, list(dict.fromkeys([*validators, default])), validators, max_combo),
+        "grid": _grid(ckpts, list(dict.fromkeys([*validators, default])), validators, max_combo, reverse),
     }
 
 
@@ -483,7 +561,10 @@ def render_markdown(res: Mapping[str, Any], prov: Mapping[str, Any], plot: str |
                   f"a setting and a checkpoint together ({', '.join(res['grid']['groups'])}). "
                   "Regret in points against the best evaluation over the whole grid; the settings "
                   "picked, one per seed. Reverse validation (the DANN paper's choice of lambda) "
-                  "retrains per setting and is not scored here.", "",
+                  "retrains twice per setting, so it scores finished settings, not checkpoints: "
+                  "its row takes the setting that a recorded reverse-validation search (the "
+                  "split of one seed, as the dann suite does) ranks first, at its last step; "
+                  "it is absent when no search was recorded for the grid.", "",
                   markdown_table(["criterion", "regret", "settings picked"],
                                  [[v, _pct(g["regret"]), "; ".join(g["picked"])]
                                   for v, g in res["grid"]["rows"].items()]), ""]
@@ -548,13 +629,13 @@ def _git(cmd: list[str]) -> str:
 
 
 def write_validators_report(paths: Sequence[str | Path], out: str | Path,
-                            records: str | Path | None = None, command: str = "",
+                            records: str | Path | Sequence[str | Path] | None = None, command: str = "",
                             note: str = "") -> Path:
     """Rank the validators on the runs under ``paths`` (and ``records``); write ``out``
     (Markdown), its JSON twin and the score-vs-accuracy plot beside it."""
     t0 = time.perf_counter()
     ckpts, runs = load_checkpoints(paths, records)
-    res = rank_checkpoints(ckpts)
+    res = rank_checkpoints(ckpts, reverse=load_reverse_scores(records))
     res["cost"] = cost_table(runs)
     out = Path(out)
     best_corr = max((v for v in res["validators"] if v != LAST),
@@ -564,7 +645,9 @@ def write_validators_report(paths: Sequence[str | Path], out: str | Path,
               f"{', ' if v == best_corr == res['default'] else ''}"
               f"{'the default' if v == res['default'] else ''})" for v in shown]
     plot = _scatter(ckpts, shown, titles, out.with_suffix(".png"))
-    cmds = sorted({_run_command(r["run"]) for r in runs})
+    cmds = sorted({_run_command(r["run"]) for r in runs if r.get("records") is None})
+    per_root = Counter(r["records"] for r in runs if r.get("records") is not None)
+    cmds += [f"{n} runs from the bench records in `{root}`" for root, n in sorted(per_root.items())]
     prov = {"command": command or "gradversary validators", "commit": _git(["rev-parse", "--short=12", "HEAD"]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "runs": len(runs), "seeds": sorted({r["seed"] for r in runs}),
