@@ -440,3 +440,44 @@ def test_a_key_missing_from_a_record_matches_only_today_s_default():
     assert not same_config(old, resolve_config({**raw, "method": {"name": "dann", "lambda_schedule": lam}}))
     assert same_config(old, resolve_config({**raw, "method": {"name": "dann", "lambda_schedule": {
         "name": "dann_lambda", "gamma": 10.0, "max": 1.0}}}))
+
+
+def test_bench_grid_search_scored_only_when_apply_is_false(tmp_path):
+    """``grid.apply: false``: one reverse-validation search a row, recorded, and no run takes
+    its choice (every cell keeps its own setting)."""
+    grid = {"method.lambda_schedule.value": [0.0, 0.5]}
+    cells = {"DANN, lambda 0.0": {"config": "m.yaml", "overrides": ["method.lambda_schedule.value=0.0"]},
+             "DANN, lambda 0.5": {"config": "m.yaml", "overrides": ["method.lambda_schedule.value=0.5"]}}
+    suite = _toy(tmp_path, grid=grid, steps=20, cells=cells)
+    suite.groups["amazon"].options["grid"]["apply"] = False
+    runs = _run(suite, tmp_path, seeds=[0])["toy"]["runs"]
+    assert all("grid" not in r for rs in runs.values() for r in rs)
+    for label, value in (("DANN, lambda 0.0", 0.0), ("DANN, lambda 0.5", 0.5)):
+        cfg = yaml.safe_load((tmp_path / "runs" / "full" / "toy" / f"{label.replace(' ', '_')}-s0"
+                              / "config.yaml").read_text())
+        assert cfg["method"]["lambda_schedule"]["value"] == value
+    saved = json.loads((tmp_path / "runs" / "full" / "toy" / "grid-s0.json").read_text())
+    assert len(saved["result"]["scores"]) == 2
+    assert (tmp_path / "r_runs" / "full" / "toy" / "grid-s0.json").is_file()  # in the records
+
+
+def test_methods_table_counts_tasks_above_the_baseline(tmp_path):
+    """The methods table's summary: each method's mean over tasks and how many tasks it is
+    above the baseline, per honest column (by hand on two tasks)."""
+    from gradversary.report.uda_tables import methods_table
+
+    def run(last, sel):
+        return {"final": {"target_test_acc": last}, "selection": {"criterion": "dev",
+                "metrics": {"target_test_acc": sel}}, "history": []}
+
+    rows = {"t1": {"group": "surf", "title": "T1", "paper": {},
+                   "runs": {"base": [run(0.5, 0.6), run(0.7, 0.6)], "new": [run(0.8, 0.5)]}},
+            "t2": {"group": "surf", "title": "T2", "paper": {},
+                   "runs": {"base": [run(0.9, 0.9)], "new": [run(0.6, 0.95)]}}}
+    suite = load_suite("office_surf", SPECS)
+    suite.settings["methods"] = {"baseline": "base", "honest": ["selected", "last"], "reference": "ref"}
+    text = "\n".join(methods_table({"rows": rows, "seeds": [0, 1]}, suite))
+    # base: last (0.6 + 0.9) / 2 = 0.75, selected (0.6 + 0.9) / 2; new: last 0.7, selected 0.725
+    assert "| base | 0.750 | 0.750 |" in text
+    assert "| new | 0.725 (1 of 2 above) | 0.700 (1 of 2 above) |" in text
+    assert "| ref | time / run (s) |" in text

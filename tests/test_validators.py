@@ -321,3 +321,34 @@ def test_list_shows_the_validators(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(f"  {name} " in out for name in VALIDATORS.names())
+
+
+def test_reverse_validation_ranks_recorded_grid_settings(tmp_path):
+    """A recorded reverse-validation search becomes a grid criterion: it picks the setting
+    it scores highest, at that setting's last step; the records are read with --records
+    twice."""
+    runs = tmp_path / "runs"
+    data = {"name": "amazon", "source": "books", "target": "dvd", "features": "raw"}
+    for seed in (0, 1):
+        _fake_run(runs, f"a{seed}", data, "dann", seed, [0.6, 0.8, 0.7], {"good": [1, 3, 2]})
+        _fake_run(runs, f"a{seed}_lam1", data, "dann", seed, [0.9, 0.5, 0.65], {"good": [0, 1, 2]}, lam=1.0)
+    _fake_run(runs, "m0", {"name": "moons"}, "dann", 0, [0.5, 0.9, 0.7], {"good": [1, 3, 2]})
+    _fake_run(runs, "m1", {"name": "moons"}, "dann", 1, [0.5, 0.9, 0.7], {"good": [1, 3, 2]})
+    base = {"data": data, "method": {"name": "dann", "lambda_schedule": {"name": "constant", "value": 0.1}},
+            "train": {"steps": 3}}
+    search = {"key": json.dumps({"config": base, "grid": {}}), "result": {"scores": [
+        {"overrides": ["method.lambda_schedule.value=0.1"], "reverse_acc": 0.7},
+        {"overrides": ["method.lambda_schedule.value=1.0"], "reverse_acc": 0.8}]}}
+    rec = tmp_path / "rec" / "full" / "grid_row"
+    rec.mkdir(parents=True)
+    (rec / "grid-s0.json").write_text(json.dumps(search))
+    empty = tmp_path / "rec2"
+    empty.mkdir()
+    out = tmp_path / "v.md"
+    assert main(["validators", str(runs), "--records", str(tmp_path / "rec"), "--records", str(empty),
+                 "--out", str(out)]) == 0
+    grid = json.loads(out.with_suffix(".json").read_text())["ranking"]["grid"]["rows"]
+    rv = grid["reverse validation (split of one seed), last step"]
+    # lambda 1.0 at its last step (0.65) against the best of the grid (0.9), both seeds
+    assert rv == {"regret": pytest.approx(0.25), "picked": ["lambda 1.0", "lambda 1.0"]}
+    assert main(["validators", "--out", str(out)]) == 2  # nothing to rank
