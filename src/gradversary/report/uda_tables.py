@@ -190,7 +190,8 @@ def methods_table(data: dict, suite) -> list[str]:
                     _mcell([r.get("wall_time_s") for r in runs], 0, 0)])
         if lines_by_task:
             table = [line for ls in lines_by_task.values() for line in ls]
-            lines += [f"## {group.title}", "", markdown_table(cols, table)]
+            lines += [f"## {group.title}", "", *([group.note, ""] if group.note else []),
+                      markdown_table(cols, table)]
             if "baseline" in settings:
                 lines += _wins(rows, settings["baseline"], settings.get("honest", ["validators", "last"]),
                                criterion)
