@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 import yaml
-from gradversary.bench.step_time import interleaved_step_times
 
+from gradversary.analysis.step_time import interleaved_step_times
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
 from gradversary.methods import Batch

@@ -37,3 +37,18 @@ def test_every_config_file_resolves():
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
         if path.parent.name != "bench":  # suite specs: tests/test_bench.py
             load_config(path)
+
+
+def test_every_benchmark_script_imports():
+    """Each script under benchmarks/ imports what it needs (a module move once broke one)."""
+    import ast
+    import importlib
+
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gradversary"):
+                mod = importlib.import_module(node.module)
+                missing = [a.name for a in node.names if not hasattr(mod, a.name)
+                           and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+                assert not missing, f"{path.name}: {node.module} has no {missing}"
