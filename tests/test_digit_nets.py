@@ -57,3 +57,28 @@ def test_wrong_input_size_is_a_clear_error():
         create_model("lenet", (3, 28, 28), 10)  # grey normalisation for colour inputs
     with pytest.raises(ValueError, match="32, 32"):
         create_model("dtn", (3, 28, 28), 10)
+
+
+@pytest.mark.parametrize("name", ["lenet", "dann_mnist"])
+def test_one_channel_digits_run_channels_last(name):
+    """Grey (1-channel) inputs: every conv/pool output is channels-last (the fast CPU path),
+    with the same values as the plain NCHW network (checked on the first conv)."""
+    torch.manual_seed(0)
+    model = create_model(name, (1, 28, 28), 10).eval()
+    x = torch.rand(4, 1, 28, 28)
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((type(m).__name__, o.stride(1) == 1)))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+    out = model(x)
+    for h in hooks:
+        h.remove()
+    assert seen and all(cl for _, cl in seen), seen
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    first = conv(x if name == "dann_mnist" else (x - 0.5) / 0.5)
+    with torch.no_grad():
+        ref = conv(x.contiguous()) if name == "dann_mnist" else first
+    assert torch.allclose(first, ref, atol=1e-5) and out.shape == (4, 10)
+    # gradients reach the input through the strided view (GREAT's input gradient)
+    xg = x.clone().requires_grad_()
+    (g,) = torch.autograd.grad(model(xg).sum(), xg)
+    assert g.shape == x.shape and g.abs().sum() > 0
