@@ -73,10 +73,12 @@ def test_batch_norm_train_rejects_one_value_per_channel():
         batch_norm_train(torch.randn(1, 3), None, None, None, None)
 
 
-@pytest.mark.parametrize("stride,padding,dilation,groups,bias", [
-    (1, 1, 1, 1, True), (2, 1, 1, 2, False), (2, 0, 1, 1, True), (1, 2, 2, 1, False)])
-def test_conv2d_matches_torch_to_the_second_derivative(stride, padding, dilation, groups, bias):
-    x, w, b = _leaves((3, 4, 9, 8), (6, 4 // groups, 3, 3), (6,))
+@pytest.mark.parametrize("cin,stride,padding,dilation,groups,bias", [
+    (4, 1, 1, 1, 1, True), (4, 2, 1, 1, 2, False), (4, 2, 0, 1, 1, True), (4, 1, 2, 2, 1, False),
+    # one input channel: the input gradient is W^T gy folded back (col2im), not oneDNN's kernel
+    (1, 1, 0, 1, 1, True), (1, 2, 1, 2, 1, False)])
+def test_conv2d_matches_torch_to_the_second_derivative(cin, stride, padding, dilation, groups, bias):
+    x, w, b = _leaves((3, cin, 9, 8), (6, cin // groups, 3, 3), (6,))
     inputs = [x, w, b] if bias else [x, w]
 
     def ours(x, w, b=None):
@@ -167,3 +169,12 @@ def test_a_great_step_with_fast_layers_equals_the_plain_step(tmp_path, monkeypat
         torch.testing.assert_close(v_fast["aux_loss"], v_plain["aux_loss"])
     for (k, a), (_, b) in zip(fast.method.state_dict().items(), plain.method.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_one_channel_channels_last_is_the_same_tensor_marked_channels_last():
+    from gradversary.functional.conv import one_channel_channels_last
+
+    x = torch.rand(2, 1, 5, 4)
+    y = one_channel_channels_last(x)
+    assert torch.equal(x, y) and y.stride(1) == 1
+    assert F.conv2d(y, torch.rand(3, 1, 2, 2)).stride(1) == 1  # the next layer writes NHWC

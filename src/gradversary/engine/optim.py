@@ -61,6 +61,11 @@ class Optimizers:
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * factor
 
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """Every parameter of every optimizer, in order."""
+        return [p for o in self.optimizers.values() for g in o.param_groups for p in g["params"]]
+
     def zero_grad(self) -> None:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..functional.conv import one_channel_channels_last
 from .base import MODELS, FeatureClassifier
 
 __all__ = ["ChannelsLastSequential", "DANNMNISTConfig", "dann_mnist", "Normalize", "input_normalization"]
@@ -31,6 +32,30 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class _FlattenKeepLayout(torch.autograd.Function):
+    """``x.flatten(1)`` whose gradient comes back in ``x``'s memory layout.
+
+    Flattening a channels-last (N, C, H, W) tensor in (C, H, W) order copies it, and the
+    copy's gradient is an NCHW tensor; every layer below would then mix layouts (ReLU's
+    backward and the convolutions' run several times slower). The backward here returns the
+    gradient channels-last when ``x`` was, with differentiable ops, so double backprop works.
+
+    Shape:
+        x: (N, C, H, W) -> (N, C H W).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.shape = x.shape
+        ctx.channels_last = x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1
+        return x.flatten(1)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        g = g.reshape(ctx.shape)
+        return g.contiguous(memory_format=torch.channels_last) if ctx.channels_last else g
+
+
 class ChannelsLastSequential(nn.Sequential):
     """``nn.Sequential`` that runs its layers on a channels-last copy of a 4-D input.
 
@@ -39,7 +64,8 @@ class ChannelsLastSequential(nn.Sequential):
     8x slower than on a channels-last one (a (128, 32, 24, 24) pooling: ~80 ms against ~9 ms on
     one thread) and oneDNN's convolutions are faster too, so the DANN digit network's training
     step takes about two thirds of the time and its evaluation about half. A final ``Flatten``
-    reads the output in (C, H, W) order whatever its layout.
+    reads the output in (C, H, W) order whatever its layout, and hands its gradient back
+    channels-last, so that the backward pass (and GREAT's double backward) stays in one layout.
 
     Shape:
         input: (N, C, H, W) (or any shape, passed through unchanged) -> as the layers give.
@@ -47,13 +73,14 @@ class ChannelsLastSequential(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-            if x.shape[1] == 1:
-                # one channel: NCHW and NHWC hold the same bytes, and contiguous() keeps the
-                # NCHW strides, so the layers would run NCHW (max_pool2d ~15x slower on a
-                # (128, 32, 24, 24) MNIST batch); these strides mark the same view channels-last
-                x = x.as_strided(x.shape, (x.stride(0), 1, x.stride(2), x.stride(3)))
-        return super().forward(x)
+            # one channel: contiguous(channels_last) would keep the NCHW strides and every
+            # layer would run NCHW (max_pool2d ~15x slower on a (128, 32, 24, 24) MNIST batch)
+            x = (one_channel_channels_last(x) if x.shape[1] == 1
+                 else x.contiguous(memory_format=torch.channels_last))
+        for i, layer in enumerate(self):
+            last_flatten = i == len(self) - 1 and isinstance(layer, nn.Flatten) and x.dim() == 4
+            x = _FlattenKeepLayout.apply(x) if last_flatten else layer(x)
+        return x
 
 
 def input_normalization(channels: int, mean: Sequence[float] | None,
