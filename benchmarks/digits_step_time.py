@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
+from gradversary.config_files import read_config_file
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
 from gradversary.methods import Batch
@@ -108,7 +108,7 @@ class Plain:
 
 
 def _trainer(kind: str) -> Trainer:
-    raw = yaml.safe_load((CONFIGS / f"mnist_usps_{kind if kind != 'erm' else 'source_only'}.yaml").read_text())
+    raw = read_config_file(CONFIGS / f"mnist_usps_{kind if kind != 'erm' else 'source_only'}.yaml")
     raw["train"] = {**raw["train"], "batch_size": 256, "progress": False, "eval_every": 0}
     raw["selection"] = {"criterion": "last"}
     g = torch.Generator().manual_seed(0)

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from gradversary.bench.recipes import RECIPES
@@ -52,3 +53,17 @@ def test_every_benchmark_script_imports():
                 missing = [a.name for a in node.names if not hasattr(mod, a.name)
                            and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
                 assert not missing, f"{path.name}: {node.module} has no {missing}"
+
+
+@pytest.mark.parametrize("script,args", [("digits_step_time.py", ["--steps", "1", "--threads", "1"]),
+                                         ("great_step_time.py", ["--steps", "1", "--skip", "pgd_at"])])
+def test_step_time_benchmarks_run(script, args):
+    """The step-time benchmarks run end to end on one timed round (they read the configs the
+    suites use, so a config change that breaks them shows here)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "x ERM" in out.stdout
