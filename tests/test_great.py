@@ -420,3 +420,33 @@ def test_paper_configs_build_their_networks():
         assert cfg.model["name"] == "resnet18" and cfg.train.epochs == 100
         assert cfg.method["beta_schedule"]["max"] == bmax
         assert cfg.method["alpha_schedule"]["max"] == 1.0
+
+
+def test_double_backprop_step_takes_parameter_gradients_only(monkeypatch):
+    """A double-backprop method's engine step restricts the backward to the parameters: they
+    get exactly the gradients of a plain ``loss.backward()``, and the input leaf of the input
+    gradient is not differentiated."""
+    from gradversary.data import DATask, DomainData
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
+    task = DATask(DomainData(x, y, "source"), DomainData(x.clone(), None, "target"), 10)
+    cfg = resolve_config({"method": {"name": "great"}, "model": {"name": "dann_mnist"},
+                          "data": {"name": "moons"}, "train": {"steps": 2, "batch_size": 16,
+                                                               "eval_every": 0, "progress": False}})
+    tr = Trainer(cfg, persist=False, task=task)
+    tr._set_progress(0.5)
+    assert tr.method.double_backprop
+    tr.net(Batch(x, y)).loss.backward()
+    ref = [p.grad.clone() for p in tr.optim.params]
+    calls, orig = [], torch.autograd.backward
+
+    def spy(*args, **kw):
+        calls.append(kw.get("inputs"))
+        return orig(*args, **kw)
+
+    monkeypatch.setattr(torch.autograd, "backward", spy)
+    tr.train_step(Batch(x, y))
+    assert len(calls) == 1 and len(calls[0]) == len(ref)
+    for p, r in zip(tr.optim.params, ref):
+        torch.testing.assert_close(p.grad, r)
