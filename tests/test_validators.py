@@ -352,3 +352,7 @@ def test_reverse_validation_ranks_recorded_grid_settings(tmp_path):
     # lambda 1.0 at its last step (0.65) against the best of the grid (0.9), both seeds
     assert rv == {"regret": pytest.approx(0.25), "picked": ["lambda 1.0", "lambda 1.0"]}
     assert main(["validators", "--out", str(out)]) == 2  # nothing to rank
+    # --exclude leaves runs out by path: without the lambda 1.0 runs there is no grid
+    assert main(["validators", str(runs), "--exclude", "*_lam1", "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["provenance"]["runs"] == 4 and not res["ranking"]["grid"]

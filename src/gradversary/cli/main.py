@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="*", help="run directories, or folders holding them")
     p.add_argument("--records", action="append", default=None,
                    help="a folder of bench run records (JSON), e.g. docs/results/digits_runs; repeatable")
+    p.add_argument("--exclude", action="append", default=[],
+                   help="leave out runs and records whose path matches this glob, e.g. '*pooled_*'; repeatable")
     p.add_argument("--out", default="docs/results/validators.md",
                    help="the Markdown report (a .json and a .png are written beside it)")
     p.add_argument("--note", default="", help="how the runs were made, quoted in the report")
@@ -349,7 +351,7 @@ def _cmd_validators(args) -> int:
         return 2
     try:
         path = write_validators_report(args.run_dirs, args.out, args.records, _command_line(),
-                                       note=args.note)
+                                       note=args.note, exclude=args.exclude)
     except (FileNotFoundError, ValueError) as e:
         print(f"gradversary: error: {e}", file=sys.stderr)
         return 2

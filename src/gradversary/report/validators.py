@@ -12,6 +12,7 @@ Target accuracy is read here only to *judge* validators; no validator reads it.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
 import time
@@ -103,12 +104,13 @@ def _from_summary(summary: Mapping, cfg: Mapping, run: str) -> list[Checkpoint]:
     return out
 
 
-def load_checkpoints(paths: Sequence[str | Path], records: str | Path | Sequence[str | Path] | None = None
-                     ) -> tuple[list[Checkpoint], list[dict]]:
+def load_checkpoints(paths: Sequence[str | Path], records: str | Path | Sequence[str | Path] | None = None,
+                     exclude: Sequence[str] = ()) -> tuple[list[Checkpoint], list[dict]]:
     """Every scored evaluation under ``paths`` (run directories, or folders searched for
     ``summary.json``) and under ``records`` (one or more folders of bench record JSON files
     with ``config`` and ``summary``). Returns the checkpoints and one dict per run (name, seed,
-    wall time, and for a record the folder it came from).
+    wall time, and for a record the folder it came from). A run or record whose path matches
+    a glob of ``exclude`` (e.g. ``*pooled_*``) is left out.
 
     Raises:
         FileNotFoundError: a path that does not exist.
@@ -129,6 +131,7 @@ def load_checkpoints(paths: Sequence[str | Path], records: str | Path | Sequence
             d = json.loads(r.read_text())
             if isinstance(d, dict) and "summary" in d and "config" in d:
                 found.append((str(r), d["summary"], d["config"], str(root)))
+    found = [f for f in found if not any(fnmatch.fnmatch(f[0], g) for g in exclude)]
     ckpts, runs = [], []
     for run, summary, cfg, root in found:
         cs = _from_summary(summary, cfg, run)
@@ -630,11 +633,12 @@ def _git(cmd: list[str]) -> str:
 
 def write_validators_report(paths: Sequence[str | Path], out: str | Path,
                             records: str | Path | Sequence[str | Path] | None = None, command: str = "",
-                            note: str = "") -> Path:
-    """Rank the validators on the runs under ``paths`` (and ``records``); write ``out``
+                            note: str = "", exclude: Sequence[str] = ()) -> Path:
+    """Rank the validators on the runs under ``paths`` (and ``records``, but not those matching
+    a glob of ``exclude``); write ``out``
     (Markdown), its JSON twin and the score-vs-accuracy plot beside it."""
     t0 = time.perf_counter()
-    ckpts, runs = load_checkpoints(paths, records)
+    ckpts, runs = load_checkpoints(paths, records, exclude)
     res = rank_checkpoints(ckpts, reverse=load_reverse_scores(records))
     res["cost"] = cost_table(runs)
     out = Path(out)
