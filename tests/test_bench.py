@@ -478,6 +478,6 @@ def test_methods_table_counts_tasks_above_the_baseline(tmp_path):
     suite.settings["methods"] = {"baseline": "base", "honest": ["selected", "last"], "reference": "ref"}
     text = "\n".join(methods_table({"rows": rows, "seeds": [0, 1]}, suite))
     # base: last (0.6 + 0.9) / 2 = 0.75, selected (0.6 + 0.9) / 2; new: last 0.7, selected 0.725
-    assert "| base | 0.750 | 0.750 |" in text
-    assert "| new | 0.725 (1 of 2 above) | 0.700 (1 of 2 above) |" in text
+    assert "| base | 0.750 | 0.750 | – |" in text
+    assert "| new | 0.725 (1 of 2 above) | 0.700 (1 of 2 above) | – |" in text
     assert "| ref | time / run (s) |" in text

@@ -120,9 +120,11 @@ def _honest(run: dict, column: str, criterion: str):
     return lookup(run, _HONEST[column])
 
 
-def _wins(rows: list[dict], baseline: str, columns: list[str], criterion: str) -> list[str]:
+def _wins(rows: list[dict], baseline: str, columns: list[str], criterion: str,
+          reference: str) -> list[str]:
     """A table: per method and honest column, its mean over the group's tasks and on how many
-    tasks its seed mean is above ``baseline``'s (a tie is not above)."""
+    tasks its seed mean is above ``baseline``'s (a tie is not above); and the mean of the
+    reference figures where every task has one."""
     means: dict[str, dict[str, dict[str, float]]] = {}  # column -> label -> task -> mean
     for column in columns:
         for d in rows:
@@ -144,9 +146,11 @@ def _wins(rows: list[dict], baseline: str, columns: list[str], criterion: str) -
             if label != baseline and shared:
                 text += f" ({sum(by_task[t] > base[t] for t in shared)} of {len(shared)} above)"
             cells.append(text)
+        refs = [d["paper"].get(label) for d in rows if label in d["runs"]]
+        cells.append(f"{sum(refs) / len(refs):.3f}" if refs and None not in refs else "–")
         out.append(cells)
     names = {"validators": criterion, "selected": "run's criterion", "last": "last step"}
-    cols = ["method", *(f"mean over tasks: {names[c]}" for c in columns)]
+    cols = ["method", *(f"mean over tasks: {names[c]}" for c in columns), f"{reference}: mean"]
     return [f"Mean over the tasks of this group, and on how many tasks (mean of seeds) each method "
             f"is above {baseline}, in each honest column:", "", markdown_table(cols, out)]
 
@@ -194,7 +198,7 @@ def methods_table(data: dict, suite) -> list[str]:
                       markdown_table(cols, table)]
             if "baseline" in settings:
                 lines += _wins(rows, settings["baseline"], settings.get("honest", ["validators", "last"]),
-                               criterion)
+                               criterion, cols[6])
     total = sum(r.get("wall_time_s", 0.0) for r in runs_all)
     lines += [f"Total run time: {total / 3600:.2f} h over {len(runs_all)} runs (one thread each).", ""]
     if suite.reference:
