@@ -30,3 +30,9 @@ def test_missing_scores_or_empty_criterion_raise():
         choose_by_validators(HISTORY, "snd+ent")
     with pytest.raises(ValueError, match="empty"):
         choose_by_validators(HISTORY, "")
+
+
+def test_last_scores_the_step_as_in_the_ranking():
+    # source_val ranks (1, 1/3, 2/3, 0), the step (0, 1/3, 2/3, 1): mean (1/2, 1/3, 2/3, 1/2)
+    assert choose_by_validators(HISTORY, "source_val+last")["step"] == 3
+    assert choose_by_validators(HISTORY, "last")["step"] == 4

@@ -67,6 +67,8 @@ def choose_by_validators(history: Sequence[dict[str, Any]], criterion: str = DEF
         criterion: a validator name (``snd``), or names joined by ``+`` (``snd+source_val``):
             each evaluation's score rank within the history, normalised to [0, 1] and averaged
             over the validators (:func:`~gradversary.selection.ranking.rank_mean_scores`).
+            ``last`` scores an evaluation by its step (as in the validators' ranking), so
+            ``class_ami+last`` leans towards later checkpoints.
 
     Returns:
         the chosen history entry (the first of ties). Only evaluations that carry every named
@@ -78,11 +80,14 @@ def choose_by_validators(history: Sequence[dict[str, Any]], criterion: str = DEF
     names = [n for n in criterion.split("+") if n]
     if not names:
         raise ValueError(f"empty validator criterion {criterion!r}")
-    cands = [h for h in history if all(h.get(f"score_{n}") is not None for n in names)]
+    def score(h: dict[str, Any], n: str):  # "last" scores the step: later is better
+        return h.get("step") if n == "last" else h.get(f"score_{n}")
+
+    cands = [h for h in history if all(score(h, n) is not None for n in names)]
     if not cands:
         raise ValueError(f"no evaluation in the history has the scores {[f'score_{n}' for n in names]} "
                          "(the run was made without these validators)")
-    cols = [[float(h[f"score_{n}"]) for h in cands] for n in names]
+    cols = [[float(score(h, n)) for h in cands] for n in names]
     score = rank_mean_scores(cols) if len(names) > 1 else np.where(np.isfinite(cols[0]), cols[0], -np.inf)
     return cands[int(np.argmax(score))]
 
