@@ -7,6 +7,7 @@ import yaml
 from gradversary.bench.runner import Suite, list_suites, load_suite, run_suite
 from gradversary.config import from_dict
 from gradversary.config_files import read_config_file
+from gradversary.selection import DEFAULT_VALIDATORS
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "configs" / "bench"
@@ -196,18 +197,21 @@ def test_bench_compares_dann_and_source_only_under_the_same_rule():
 
 
 def test_dann_table_shows_the_default_validators_pick_and_n_a_for_runs_without_scores():
-    history = [{"step": 10, "target_test_acc": 0.61, "score_snd": 0.1, "score_source_val": 0.9},
-               {"step": 20, "target_test_acc": 0.72, "score_snd": 0.3, "score_source_val": 0.8},
-               {"step": 30, "target_test_acc": 0.83, "score_snd": 0.2, "score_source_val": 0.7}]
+    # the default class_ami+last+source_val: class_ami ranks (1/2, 1, 0), the step (0, 1/2, 1),
+    # source_val (0, 1, 1/2): means (1/6, 5/6, 1/2) -> step 20
+    assert DEFAULT_VALIDATORS == "class_ami+last+source_val"
+    history = [{"step": 10, "target_test_acc": 0.61, "score_class_ami": 0.9, "score_source_val": 0.5},
+               {"step": 20, "target_test_acc": 0.72, "score_class_ami": 1.0, "score_source_val": 0.8},
+               {"step": 30, "target_test_acc": 0.83, "score_class_ami": 0.1, "score_source_val": 0.7}]
 
-    def run(hist):  # last step 0.83; the rank mean of snd and source_val picks step 20
+    def run(hist):  # last step 0.83; the default rank mean picks step 20
         return {"num_classes": 2, "wall_time_s": 1.0, "history": hist,
                 "final": {"target_test_acc": 0.83, "source_test_acc": 0.9},
                 "selection": {"metrics": {"target_test_acc": 0.61}}, "oracle": {"target_test_acc": 0.83}}
 
     text = _dann_table({"r0": {"source-only": [run([])], "DANN": [run(history)]},
                         "r1": {"source-only": [run([])], "DANN": [run([])]}})
-    assert "| DANN last | DANN (snd+source_val) | DANN oracle |" in text
+    assert "| DANN last | DANN (class_ami+last+source_val) | DANN oracle |" in text
     assert "| 0.830 ± 0.000 | 0.720 ± 0.000 | 0.830 ± 0.000 |" in text  # row 0: last, pick, oracle
     assert "| 0.830 ± 0.000 | n/a | 0.830 ± 0.000 |" in text  # row 1: a record without scores
 
@@ -375,6 +379,7 @@ def _methods_table(rows: dict, seeds=(0, 1)) -> str:
     from gradversary.bench.runner import render
 
     suite = load_suite("digits", SPECS)
+    suite.settings["methods"]["validators"] = "snd+source_val"  # the maths below is for this criterion
     data = {"suite": "digits", "quick": False, "seeds": list(seeds), "stages": {}, "options": {},
             "provenance": {"command": "cmd", "commit": "abc", "wall_time_s": 0.0, "python": "3",
                            "torch": "2", "threads": 1, "machine": "x"},

@@ -22,8 +22,7 @@ HISTORY = [
 
 
 def test_validator_pick_takes_the_rank_mean_of_snd_and_source_val_by_hand():
-    assert DEFAULT_VALIDATORS == "snd+source_val"
-    pick = validator_pick({"history": HISTORY})
+    pick = validator_pick({"history": HISTORY}, "snd+source_val")
     assert pick == {"criterion": "snd+source_val", "step": 20, "target_test_acc": 0.7}
     assert validator_pick({"history": HISTORY}, "snd")["step"] == 20
     assert validator_pick({"history": HISTORY}, "source_val")["step"] == 10

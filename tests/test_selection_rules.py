@@ -13,8 +13,7 @@ HISTORY = [{"step": 0},  # evaluated before the validators were on: not a candid
 
 
 def test_rank_mean_of_validators_picks_the_compromise_neither_alone_picks():
-    assert DEFAULT_VALIDATORS == "snd+source_val"
-    assert choose_by_validators(HISTORY)["step"] == 3
+    assert choose_by_validators(HISTORY, "snd+source_val")["step"] == 3
     assert choose_by_validators(HISTORY, "snd")["step"] == 4
     assert choose_by_validators(HISTORY, "source_val")["step"] == 1
 
@@ -36,3 +35,12 @@ def test_last_scores_the_step_as_in_the_ranking():
     # source_val ranks (1, 1/3, 2/3, 0), the step (0, 1/3, 2/3, 1): mean (1/2, 1/3, 2/3, 1/2)
     assert choose_by_validators(HISTORY, "source_val+last")["step"] == 3
     assert choose_by_validators(HISTORY, "last")["step"] == 4
+
+
+def test_the_default_is_the_rankings_choice():
+    """DEFAULT_VALIDATORS is the criterion docs/results/validators.md chose (its JSON twin)."""
+    import json
+    from pathlib import Path
+
+    res = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results" / "validators.json").read_text())
+    assert DEFAULT_VALIDATORS == res["ranking"]["default"]

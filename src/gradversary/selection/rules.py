@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_VALIDATORS", "RULES", "choose_by_validators", "choose_checkp
 
 RULES = ("min", "one_se")
 #: the default combination chosen by the validator ranking (docs/results/validators.md)
-DEFAULT_VALIDATORS = "snd+source_val"
+DEFAULT_VALIDATORS = "class_ami+last+source_val"
 
 
 def choose_checkpoint(history: Sequence[dict[str, Any]], rule: str = "min",
@@ -85,7 +85,8 @@ def choose_by_validators(history: Sequence[dict[str, Any]], criterion: str = DEF
 
     cands = [h for h in history if all(score(h, n) is not None for n in names)]
     if not cands:
-        raise ValueError(f"no evaluation in the history has the scores {[f'score_{n}' for n in names]} "
+        raise ValueError(f"no evaluation in the history has the scores "
+                         f"{[f'score_{n}' for n in names if n != 'last']} "
                          "(the run was made without these validators)")
     cols = [[float(score(h, n)) for h in cands] for n in names]
     score = rank_mean_scores(cols) if len(names) > 1 else np.where(np.isfinite(cols[0]), cols[0], -np.inf)
@@ -97,7 +98,7 @@ def validator_pick(summary: dict[str, Any], criterion: str = DEFAULT_VALIDATORS)
 
     Args:
         summary: a run summary (``Trainer.summary``) whose history holds ``score_<name>``.
-        criterion: a validator or a rank mean of several (``snd+source_val``, the default).
+        criterion: a validator or a rank mean of several (default :data:`DEFAULT_VALIDATORS`).
 
     Returns:
         ``{"criterion", "step", "target_test_acc"}``: the target accuracy of the evaluation the
