@@ -178,3 +178,50 @@ def test_one_channel_channels_last_is_the_same_tensor_marked_channels_last():
     y = one_channel_channels_last(x)
     assert torch.equal(x, y) and y.stride(1) == 1
     assert F.conv2d(y, torch.rand(3, 1, 2, 2)).stride(1) == 1  # the next layer writes NHWC
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "pool2", "pool3_s2_p1", "pool_ceil_dil"])
+def test_piecewise_layers_match_torch_to_the_second_derivative(name):
+    """ReLU, LeakyReLU and max pooling whose double backward adds no zeros: the same values,
+    first and second derivatives as torch's (the input is a conv of x, so the second
+    derivative reaches the weights through the layer's backward)."""
+    from gradversary.functional import piecewise
+
+    x, w = _leaves((2, 3, 9, 8), (4, 3, 3, 3))
+    ours, ref = {
+        "relu": (piecewise.relu, F.relu),
+        "leaky_relu": (lambda t: piecewise.leaky_relu(t, 0.2), lambda t: F.leaky_relu(t, 0.2)),
+        "pool2": (lambda t: piecewise.max_pool2d(t, 2), lambda t: F.max_pool2d(t, 2)),
+        "pool3_s2_p1": (lambda t: piecewise.max_pool2d(t, 3, 2, 1), lambda t: F.max_pool2d(t, 3, 2, 1)),
+        "pool_ceil_dil": (lambda t: piecewise.max_pool2d(t, 2, 2, 0, 2, True),
+                          lambda t: F.max_pool2d(t, 2, 2, 0, 2, True)),
+    }[name]
+    for r, o in zip(_first_and_second(lambda x, w: ref(F.conv2d(x, w)), [x, w]),
+                    _first_and_second(lambda x, w: ours(F.conv2d(x, w)), [x, w])):
+        torch.testing.assert_close(o, r, rtol=1e-9, atol=1e-10)
+    assert torch.autograd.gradgradcheck(lambda x, w: ours(F.conv2d(x, w)), (x, w))
+
+
+def test_piecewise_double_backward_makes_no_zeros_tensor():
+    """The point of the piecewise layers: differentiating their backward adds no full-size
+    zeros (torch's own rules fill one per layer)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gradversary.functional import piecewise
+
+    x = torch.randn(8, 4, 16, 16, requires_grad=True)
+
+    def fills(fn):
+        y = fn(x)
+        (g,) = torch.autograd.grad((y ** 2).sum(), x, create_graph=True)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            torch.autograd.grad((g ** 2).sum(), x)
+        # zeros made by autograd's double-backward formulas (a "...BackwardBackward0" node)
+        return sum(e.name in ("aten::zeros_like", "aten::zeros") and e.cpu_parent is not None
+                   and "BackwardBackward" in e.cpu_parent.name for e in prof.events())
+
+    assert fills(lambda t: F.relu(t)) >= 1
+    assert fills(lambda t: piecewise.relu(t)) == 0
+    assert fills(lambda t: piecewise.leaky_relu(t, 0.2)) == 0
+    assert fills(lambda t: F.max_pool2d(t, 2)) >= 1
+    assert fills(lambda t: piecewise.max_pool2d(t, 2)) == 0

@@ -8,7 +8,9 @@ kernels:
 - BatchNorm in training mode (:func:`~gradversary.functional.batch_norm_train`): about 9x
   faster on a 128 x 16 x 28 x 28 activation;
 - 2-d convolution (:func:`~gradversary.functional.conv2d`): the weight term by the
-  weight-gradient kernel instead of a convolution of transposed copies, about 2.5x faster.
+  weight-gradient kernel instead of a convolution of transposed copies, about 2.5x faster;
+- ReLU, LeakyReLU and 2-d max pooling (:mod:`gradversary.functional.piecewise`): no
+  full-size tensor of zeros for the derivative with respect to their input.
 
 The layers here are torch's ``BatchNorm1d/2d/3d`` and ``Conv2d`` with only that change: the same
 values, running statistics, first derivatives, parameters, buffers, hooks and ``state_dict``
@@ -22,11 +24,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..functional import piecewise
 from ..functional.batchnorm import batch_norm_train
 from ..functional.conv import conv2d
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv2d", "convert_double_backward",
-           "revert_double_backward"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Conv2d", "LeakyReLU", "MaxPool2d", "ReLU",
+           "convert_double_backward", "revert_double_backward"]
 
 
 class _FastBatchNorm:
@@ -70,12 +73,43 @@ class Conv2d(nn.Conv2d):
                       self.groups)
 
 
+class ReLU(nn.ReLU):
+    """``nn.ReLU`` whose double backward adds no zeros
+    (:func:`~gradversary.functional.piecewise.relu`). Shape: any -> same."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not torch.is_grad_enabled() or self.inplace:
+            return super().forward(x)
+        return piecewise.relu(x)
+
+
+class LeakyReLU(nn.LeakyReLU):
+    """``nn.LeakyReLU`` whose double backward adds no zeros. Shape: any -> same."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not torch.is_grad_enabled() or self.inplace or self.negative_slope <= 0:
+            return super().forward(x)
+        return piecewise.leaky_relu(x, self.negative_slope)
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` whose double backward adds no zeros
+    (:func:`~gradversary.functional.piecewise.max_pool2d`). Shape: (N, C, H, W) -> (N, C, H', W')."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not torch.is_grad_enabled() or self.return_indices or x.dim() != 4:
+            return super().forward(x)
+        return piecewise.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                    self.ceil_mode)
+
+
 _SWAP = {nn.BatchNorm1d: BatchNorm1d, nn.BatchNorm2d: BatchNorm2d, nn.BatchNorm3d: BatchNorm3d,
-         nn.Conv2d: Conv2d}
+         nn.Conv2d: Conv2d, nn.ReLU: ReLU, nn.LeakyReLU: LeakyReLU, nn.MaxPool2d: MaxPool2d}
 
 
 def convert_double_backward(module: nn.Module) -> nn.Module:
-    """Give every ``torch.nn.BatchNorm1d/2d/3d`` and ``Conv2d`` in ``module`` the cheap double
+    """Give every ``torch.nn.BatchNorm1d/2d/3d``, ``Conv2d``, ``ReLU``, ``LeakyReLU`` and
+    ``MaxPool2d`` in ``module`` the cheap double
     backward, in place: only the class changes (to this module's layer of the same kind), so
     parameters, buffers, hooks and ``state_dict`` stay. Subclasses of torch's layers (e.g.
     ``SyncBatchNorm``, LoRA wrappers) are left alone. Returns ``module``.
