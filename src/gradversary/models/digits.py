@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..functional.conv import one_channel_channels_last
+from ..nn.double_backward import Conv2d as FastConv2d
 from .base import MODELS, FeatureClassifier
 
 __all__ = ["ChannelsLastSequential", "DANNMNISTConfig", "dann_mnist", "Normalize", "input_normalization"]
@@ -66,10 +67,19 @@ class ChannelsLastSequential(nn.Sequential):
     step takes about two thirds of the time and its evaluation about half. A final ``Flatten``
     reads the output in (C, H, W) order whatever its layout, and hands its gradient back
     channels-last, so that the backward pass (and GREAT's double backward) stays in one layout.
+    A one-channel ``Conv2d`` becomes :class:`gradversary.nn.double_backward.Conv2d` (same
+    parameters and values), whose input gradient, taken by every attack and adversarial
+    training step, avoids oneDNN's slow one-channel kernel.
 
     Shape:
         input: (N, C, H, W) (or any shape, passed through unchanged) -> as the layers give.
     """
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__(*layers)
+        for m in self:  # a one-channel first layer: its input gradient by col2im (3x faster)
+            if type(m) is nn.Conv2d and m.in_channels == 1 and m.groups == 1:
+                m.__class__ = FastConv2d
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4:
