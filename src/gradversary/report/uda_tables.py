@@ -121,7 +121,7 @@ def _honest(run: dict, column: str, criterion: str):
 
 
 def _wins(rows: list[dict], baseline: str, columns: list[str], criterion: str,
-          reference: str) -> list[str]:
+          reference: str | None) -> list[str]:
     """A table: per method and honest column, its mean over the group's tasks and on how many
     tasks its seed mean is above ``baseline``'s (a tie is not above); and the mean of the
     reference figures where every task has one."""
@@ -146,11 +146,13 @@ def _wins(rows: list[dict], baseline: str, columns: list[str], criterion: str,
             if label != baseline and shared:
                 text += f" ({sum(by_task[t] > base[t] for t in shared)} of {len(shared)} above)"
             cells.append(text)
-        refs = [d["paper"].get(label) for d in rows if label in d["runs"]]
-        cells.append(f"{sum(refs) / len(refs):.3f}" if refs and None not in refs else "–")
+        if reference is not None:
+            refs = [d["paper"].get(label) for d in rows if label in d["runs"]]
+            cells.append(f"{sum(refs) / len(refs):.3f}" if refs and None not in refs else "–")
         out.append(cells)
     names = {"validators": criterion, "selected": "run's criterion", "last": "last step"}
-    cols = ["method", *(f"mean over tasks: {names[c]}" for c in columns), f"{reference}: mean"]
+    cols = ["method", *(f"mean over tasks: {names[c]}" for c in columns),
+            *([f"{reference}: mean"] if reference is not None else [])]
     return [f"Mean over the tasks of this group, and on how many tasks (mean of seeds) each method "
             f"is above {baseline}, in each honest column:", "", markdown_table(cols, out)]
 
@@ -160,7 +162,8 @@ def methods_table(data: dict, suite) -> list[str]:
     """One table a group; a line for every (task, method) with runs.
 
     Settings (``settings.methods`` of the suite): ``validators`` (the label-free criterion),
-    ``reference`` (the reference column's title, default tllib's target-selected figures),
+    ``reference`` (the reference column's title, default tllib's target-selected figures;
+    null: no reference column),
     ``baseline`` and ``honest`` (if a baseline label is given, each group ends with every
     method's mean and its count of tasks above the baseline in the honest column:
     ``validators``, ``selected`` or ``last``).
@@ -175,9 +178,9 @@ def methods_table(data: dict, suite) -> list[str]:
     lines += [line for k in suite.notes if k != "intro" for line in (suite.notes[k], "")]
     if not has_scores:
         lines += [f"No run's history carries the scores of `{criterion}`: that column is n/a.", ""]
+    ref_title = settings.get("reference", "tllib (target-selected)")
     cols = ["task", "method", f"selected ({select})", f"selected ({criterion})", "last step",
-            "oracle (target labels, not honest)", settings.get("reference", "tllib (target-selected)"),
-            "time / run (s)"]
+            "oracle (target labels, not honest)", ref_title, "time / run (s)"]
     for gname, group in suite.groups.items():
         lines_by_task: dict[str, list] = {}
         rows = [d for d in data["rows"].values() if d["group"] == gname]
@@ -194,11 +197,12 @@ def methods_table(data: dict, suite) -> list[str]:
                     _mcell([r.get("wall_time_s") for r in runs], 0, 0)])
         if lines_by_task:
             table = [line for ls in lines_by_task.values() for line in ls]
+            keep = [i for i in range(len(cols)) if ref_title is not None or i != 6]
             lines += [f"## {group.title}", "", *([group.note, ""] if group.note else []),
-                      markdown_table(cols, table)]
+                      markdown_table([cols[i] for i in keep], [[r[i] for i in keep] for r in table])]
             if "baseline" in settings:
                 lines += _wins(rows, settings["baseline"], settings.get("honest", ["validators", "last"]),
-                               criterion, cols[6])
+                               criterion, ref_title)
     total = sum(r.get("wall_time_s", 0.0) for r in runs_all)
     lines += [f"Total run time: {total / 3600:.2f} h over {len(runs_all)} runs (one thread each).", ""]
     if suite.reference:
