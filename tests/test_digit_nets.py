@@ -78,7 +78,16 @@ def test_one_channel_digits_run_channels_last(name):
     with torch.no_grad():
         ref = conv(x.contiguous()) if name == "dann_mnist" else first
     assert torch.allclose(first, ref, atol=1e-5) and out.shape == (4, 10)
-    # gradients reach the input through the strided view (GREAT's input gradient)
+    # gradients reach the input through the strided view (GREAT's input gradient), and the
+    # gradient the final flatten hands back is channels-last too (one layout in the backward)
+    from gradversary.nn.double_backward import Conv2d as FastConv2d
+
+    assert type(conv) is FastConv2d  # the one-channel first conv: col2im input gradient
+    grads = []
+    pool = [m for m in model.modules() if isinstance(m, nn.MaxPool2d)][-1]
+    pool.register_full_backward_hook(lambda m, gi, go: grads.append(go[0]))
+    model.train()
     xg = x.clone().requires_grad_()
     (g,) = torch.autograd.grad(model(xg).sum(), xg)
     assert g.shape == x.shape and g.abs().sum() > 0
+    assert grads and grads[0].stride(1) == 1
