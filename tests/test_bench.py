@@ -486,3 +486,15 @@ def test_methods_table_counts_tasks_above_the_baseline(tmp_path):
     assert "| base | 0.750 | 0.750 | – |" in text
     assert "| new | 0.725 (1 of 2 above) | 0.700 (1 of 2 above) | – |" in text
     assert "| ref | time / run (s) |" in text
+
+
+def test_results_json_leaves_the_histories_to_the_records(tmp_path):
+    """The results JSON keeps each run's summary but not its per-evaluation history (the run
+    records keep it), so the committed files stay small."""
+    suite = _toy(tmp_path, steps=10)
+    _run(suite, tmp_path, seeds=[0])
+    data = json.loads((tmp_path / "r.json").read_text())
+    run = data["rows"]["toy"]["runs"]["DANN"][0]
+    assert "history" not in run and "final" in run and "selection" in run
+    rec = json.loads(next((tmp_path / "r_runs").rglob("DANN-s0.json")).read_text())
+    assert rec["summary"]["history"]

@@ -323,7 +323,7 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
     run.jobs = [j for j in run.jobs if j.summary is not None]
     stage_out |= _stages(run, "after")
     data = _results_json(run, stage_out, time.perf_counter() - t0)
-    atomic_write_text(results.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
+    atomic_write_text(results.with_suffix(".json"), json.dumps(_without_histories(data), indent=1) + "\n")
     atomic_write_text(results, render(data, suite))
     return results
 
@@ -338,6 +338,16 @@ def _results_json(run: BenchRun, stages: dict, wall: float) -> dict:
     return {"suite": run.suite.name, "quick": run.quick, "seeds": run.seeds, "options": run.options,
             "provenance": provenance(run.command or f"gradversary bench {run.suite.name}", wall),
             "stages": stages, "rows": rows}
+
+
+def _without_histories(data: dict) -> dict:
+    """The results JSON as written: each run's summary without its per-evaluation ``history``,
+    which the run records (``<results stem>_runs/``) and run directories keep; the table is
+    rendered from the full data before this."""
+    rows = {name: {**row, "runs": {label: [{k: v for k, v in r.items() if k != "history"} for r in runs]
+                                   for label, runs in row["runs"].items()}}
+            for name, row in data["rows"].items()}
+    return {**data, "rows": rows}
 
 
 def render(data: dict, suite: Suite) -> str:
