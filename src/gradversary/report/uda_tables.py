@@ -189,9 +189,7 @@ def methods_table(data: dict, suite) -> list[str]:
                 ref = d["paper"].get(label)
                 lines_by_task.setdefault(d["title"], []).append([
                     d["title"], label,
-                    _mcell([lookup(r, "selection/metrics/target_test_acc") for r in runs], n),
-                    _mcell([(validator_pick(r, criterion) or {}).get("target_test_acc") for r in runs], n),
-                    _mcell([lookup(r, "final/target_test_acc") for r in runs], n),
+                    *(_mcell([_honest(r, c, criterion) for r in runs], n) for c in ("selected", "validators", "last")),
                     _mcell([lookup(r, "oracle/target_test_acc") for r in runs], n),
                     f"{ref:.3f}" if ref is not None else "–",
                     _mcell([r.get("wall_time_s") for r in runs], 0, 0)])
