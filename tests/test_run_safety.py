@@ -81,7 +81,7 @@ def test_resume_refuses_config_changes_and_records_the_allowed_ones(tmp_path, ca
     assert json.loads((run / "summary.json").read_text())["seed"] == 0
     # more steps: the DANN schedules depend on progress, so the trained part would change
     assert main(["train", cfg, "--run-dir", str(run), "--resume", "train.steps=12"]) == 2
-    assert "train.steps 6 -> 12 (the schedules depend on progress" in capsys.readouterr().err
+    assert "train.steps 6 -> 12 (a schedule depends on progress" in capsys.readouterr().err
     # operational keys may change, and are recorded; the progress bar is not even noted
     assert main(["train", cfg, "--run-dir", str(run), "--resume", "train.threads=1",
                  "train.log_every=2", "train.progress=true"]) == 0
@@ -109,6 +109,31 @@ def test_constant_schedules_may_be_extended_on_resume(tmp_path):
 
     assert config_changes({"a": {"b": 1, "c": [1]}}, {"a": {"b": 1, "c": [2]}, "d": 0}) == {
         "a.c": ([1], [2]), "d": ("<unset>", 0)}
+
+
+def test_step_clocked_schedules_may_be_extended_and_match_the_longer_run(tmp_path):
+    """tllib's schedules count steps, so 6 steps extended to 10 are the 10-step run exactly; a
+    progress ramp in the same run (the DANN paper's lambda) makes the extension refused."""
+    raw = _raw(tmp_path, eval_every=2)
+    raw["method"] = {"name": "dann", "lambda_schedule": {"name": "warm_start_lambda", "gamma": 0.3}}
+    raw["optim"] = {"lr_schedule": {"name": "inverse_decay_steps", "gamma": 0.2}}
+    whole = Trainer(resolve_config(raw, ["train.steps=10"]), run_dir=tmp_path / "whole").fit()
+    Trainer(resolve_config(raw), run_dir=tmp_path / "ext").fit()
+    ext = Trainer(resolve_config(raw, ["train.steps=10"]), run_dir=tmp_path / "ext").fit(resume=True)
+    assert ext["steps"] == whole["steps"] == 10
+
+    def trained(run):
+        rows = read_metrics(tmp_path / run / "metrics.jsonl", kind="train")
+        return [(r["step"], r["loss"], r["grl_lambda"], r["lr_main"]) for r in rows]
+
+    assert trained("ext") == trained("whole") and len(trained("whole")) >= 2
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(tmp_path / "ext" / "checkpoints" / "last.pt")["method"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    raw["optim"] = {"lr_schedule": {"name": "inverse_decay", "alpha": 10.0}}  # by progress
+    Trainer(resolve_config(raw), run_dir=tmp_path / "prog").fit()
+    with pytest.raises(ConfigError, match="depends on progress"):
+        Trainer(resolve_config(raw, ["train.steps=10"]), run_dir=tmp_path / "prog").fit(resume=True)
 
 
 def test_interrupted_writes_leave_no_temporaries_after_start_or_resume(tmp_path):

@@ -11,10 +11,13 @@ result a different run from the one that was started, naming the keys. Allowed:
 - ``train.eval_every``, when the run selects no checkpoint (``selection.criterion: last``):
   with a criterion, the evaluations are the candidates of the selection;
 - ``train.steps`` / ``train.epochs``, when the total number of steps stays at least the step
-  reached and every schedule of the run is constant. Schedules are functions of progress
-  p = step / total steps, so a new total would move p: the steps already taken would have
-  followed another schedule than the one the extended run claims. A run with a decaying
-  learning rate or a ramped GRL coefficient therefore cannot be extended; train a new one.
+  reached and every schedule of the run is constant or clocked by the step count (an
+  :class:`~gradversary.schedules.IterationSchedule`, such as tllib's ``inverse_decay_steps``
+  and ``warm_start_lambda``). Other schedules are functions of progress p = step / total
+  steps, so a new total would move p: the steps already taken would have followed another
+  schedule than the one the extended run claims. A run with, say, the DANN paper's ramp by
+  progress therefore cannot be extended; train a new one. A step-clocked run extended from
+  N to M steps is the M-step run: its first N steps are those of the M-step run.
 
 Everything else (seed, optimizer, method, model, data, batch size, selection, ...) is refused.
 The progress bar is ignored; every other allowed change is returned, for the run to record.
@@ -26,9 +29,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..schedules import Schedule
+from ..schedules import IterationSchedule, Schedule
 
-__all__ = ["OPERATIONAL_KEYS", "config_changes", "check_resume_changes", "schedules_constant"]
+__all__ = ["OPERATIONAL_KEYS", "config_changes", "check_resume_changes", "schedules_constant",
+           "schedules_extendable"]
 
 #: keys that never change what a run learns
 OPERATIONAL_KEYS = frozenset({
@@ -73,6 +77,19 @@ def schedules_constant(schedules: Iterable[Schedule], points: int = 11) -> bool:
     return True
 
 
+def schedules_extendable(schedules: Iterable[Schedule]) -> bool:
+    """Whether a run with these schedules may change its total number of steps: each one is
+    clocked by the step count (its value at step i does not depend on the total) or constant.
+
+    Example:
+        >>> from gradversary.schedules import Constant, DANNLambda, WarmStartLambda
+        >>> schedules_extendable([WarmStartLambda(), Constant(0.5)]), schedules_extendable([DANNLambda()])
+        (True, False)
+    """
+    schedules = list(schedules)
+    return schedules_constant(s for s in schedules if not isinstance(s, IterationSchedule))
+
+
 def check_resume_changes(changes: Mapping[str, tuple[Any, Any]], *, step: int, old_total: int,
                          new_total: int, constant_schedules: bool, selects: bool) -> None:
     """Raise :class:`ConfigError` naming every change a resume at ``step`` may not make.
@@ -81,7 +98,8 @@ def check_resume_changes(changes: Mapping[str, tuple[Any, Any]], *, step: int, o
         changes: from :func:`config_changes` (the checkpoint's config -> the new one).
         step: the step the checkpoint reached.
         old_total, new_total: the run's total steps before and after the change.
-        constant_schedules: every schedule of the run is independent of progress.
+        constant_schedules: every schedule of the run is independent of the total number of
+            steps (:func:`schedules_extendable`).
         selects: the run selects a checkpoint among its evaluations.
     """
     refused = []
@@ -96,7 +114,7 @@ def check_resume_changes(changes: Mapping[str, tuple[Any, Any]], *, step: int, o
             if new_total < step:
                 refused.append(f"{key} {a} -> {b} (the run is already at step {step})")
             elif not constant_schedules:
-                refused.append(f"{key} {a} -> {b} (the schedules depend on progress p = step / "
+                refused.append(f"{key} {a} -> {b} (a schedule depends on progress p = step / "
                                f"total steps: a new total would change the part already trained)")
             continue
         refused.append(f"{key} {a} -> {b}")

@@ -53,7 +53,7 @@ from .divergence import DivergenceWatch
 from .ema import EMA
 from .logger import MetricsLog
 from .optim import Optimizers
-from .resume import check_resume_changes, config_changes, schedules_constant
+from .resume import check_resume_changes, config_changes, schedules_extendable
 from .seed import rng_state, seed_everything, set_rng_state
 from .teacher import load_teacher
 from .threads import apply_threads
@@ -402,7 +402,7 @@ class Trainer:
         check_resume_changes(changes, step=int(state["step"]),
                              old_total=int(state.get("total_steps", self.total_steps)),
                              new_total=self.total_steps,
-                             constant_schedules=schedules_constant(self.schedules.values()),
+                             constant_schedules=schedules_extendable(self.schedules.values()),
                              selects=self.cfg.selection.criterion != "last")
         return changes
 
