@@ -1,0 +1,70 @@
+"""AdaBN (gradversary.analysis.batchnorm): the re-estimated statistics against hand-computed
+batch moments, dropout kept off, the model's modes and momenta restored, and a trained run
+evaluated with its own, the target's and the source's statistics."""
+
+import pytest
+import torch
+from torch import nn
+
+from gradversary.analysis.batchnorm import adapt_batchnorm, batchnorm_statistics_of, bn_shift_row
+from gradversary.data.root import resolve_data_root
+from gradversary.engine import Trainer, resolve_config
+
+DATA = resolve_data_root()
+
+
+def test_statistics_are_the_average_of_the_batch_moments():
+    torch.manual_seed(0)
+    x = torch.randn(10, 3) * 2 + 1
+    net = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.9), nn.BatchNorm1d(3, momentum=0.3)).train()
+    h = net[0](x).detach()
+    assert adapt_batchnorm(net, x, batch_size=4) == 1  # batches 0:4, 4:8, 8:10
+    parts = [h[0:4], h[4:8], h[8:10]]
+    mean = torch.stack([p.mean(0) for p in parts]).mean(0)
+    var = torch.stack([p.var(0, unbiased=True) for p in parts]).mean(0)
+    bn = net[2]
+    assert torch.allclose(bn.running_mean, mean, atol=1e-6)  # dropout was off: h as computed
+    assert torch.allclose(bn.running_var, var, atol=1e-5)
+    assert bn.momentum == 0.3 and net.training and all(m.training for m in net)
+    # a last batch of one joins the one before it (a batch of one has no variance)
+    adapt_batchnorm(net, x[:9], batch_size=4)
+    parts = [h[0:4], h[4:9]]
+    assert torch.allclose(bn.running_var, torch.stack([p.var(0) for p in parts]).mean(0), atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2"):
+        adapt_batchnorm(net, x[:1])
+    assert adapt_batchnorm(nn.Linear(3, 3), x) == 0
+
+
+def test_the_context_restores_the_running_statistics_and_changes_the_output():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.LazyLinear(2))
+    src, tgt = torch.rand(64, 1, 6, 6), torch.rand(64, 1, 6, 6) * 3 + 2
+    net.train()
+    net(src)
+    net.eval()
+    before = {k: v.clone() for k, v in net[1].state_dict().items()}
+    out_running = net(tgt)
+    with batchnorm_statistics_of(net, tgt, batch_size=64) as m:
+        assert not m.training
+        feats = net[1](net[0](tgt))  # normalised by the target's own moments: mean 0
+        assert feats.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+        assert not torch.allclose(net(tgt), out_running)
+    assert all(torch.equal(before[k], v) for k, v in net[1].state_dict().items())
+    assert torch.equal(net(tgt), out_running)
+
+
+def test_a_trained_run_is_evaluated_with_each_domains_statistics(tmp_path):
+    if not (DATA / "mnist.npz").is_file() or not (DATA / "mnist_m.npz").is_file():
+        pytest.skip(f"MNIST / MNIST-M not found at {DATA}")
+    raw = {"method": {"name": "dann", "bn_policy": "separate"},
+           "model": {"name": "lenet", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+           "data": {"name": "digits", "source": "mnist", "target": "mnist_m", "channels": 3,
+                    "max_source": 256, "max_target": 256, "max_test": 128},
+           "train": {"steps": 6, "eval_every": 3, "batch_size": 32, "progress": False},
+           "out_dir": str(tmp_path)}
+    Trainer(resolve_config(raw), run_dir=tmp_path / "r", data_root=str(DATA)).fit()
+    row = bn_shift_row(tmp_path / "r", data_root=str(DATA))
+    assert row["bn_layers"] >= 1 and row["steps"] == 6 and row["method"] == "dann"
+    for k in ("running", "target_stats", "source_stats"):
+        assert 0.0 <= row[k]["target_test_acc"] <= 1.0
+    assert row["target_stats"] != row["running"]  # the statistics matter to the figures
