@@ -75,8 +75,9 @@ def test_batch_norm_train_rejects_one_value_per_channel():
 
 @pytest.mark.parametrize("cin,stride,padding,dilation,groups,bias", [
     (4, 1, 1, 1, 1, True), (4, 2, 1, 1, 2, False), (4, 2, 0, 1, 1, True), (4, 1, 2, 2, 1, False),
-    # one input channel: the input gradient is W^T gy folded back (col2im), not oneDNN's kernel
-    (1, 1, 0, 1, 1, True), (1, 2, 1, 2, 1, False)])
+    # one input channel: the input gradient is W^T gy added back plane by plane (stride 1,
+    # with and without padding) or folded back (col2im, other strides), not oneDNN's kernel
+    (1, 1, 0, 1, 1, True), (1, 1, 2, 1, 1, False), (1, 2, 1, 2, 1, False)])
 def test_conv2d_matches_torch_to_the_second_derivative(cin, stride, padding, dilation, groups, bias):
     x, w, b = _leaves((3, cin, 9, 8), (6, cin // groups, 3, 3), (6,))
     inputs = [x, w, b] if bias else [x, w]
