@@ -50,6 +50,36 @@ def test_mdd_style_heads_and_dtn():
     assert [c.stride for c in d.modules() if isinstance(c, nn.Conv2d)] == [(2, 2)] * 3
 
 
+def test_tllib_mdd_initialisation_of_bottleneck_and_heads():
+    """tllib's MDD: bottleneck Linear ~ N(0, 0.005^2) with bias 0.1, every head Linear (and the
+    auxiliary head's) ~ N(0, 0.01^2) with bias 0; the default leaves torch's init alone."""
+    from gradversary.methods import create_method
+
+    torch.manual_seed(0)
+    m = create_model("lenet", (1, 28, 28), 10, bottleneck=1024, head_hidden=[1024],
+                     bottleneck_init=[0.005, 0.1], head_init_std=0.01)
+    bott = [c for c in m.features.modules() if isinstance(c, nn.Linear)][-1]
+    assert bott.weight.std().item() == pytest.approx(0.005, rel=0.02)
+    assert abs(bott.weight.mean().item()) < 1e-4 and torch.all(bott.bias == 0.1)
+    fc500 = [c for c in m.features.modules() if isinstance(c, nn.Linear)][0]
+    assert fc500.weight.std().item() > 0.02  # not the bottleneck: torch's default (U(+-1/sqrt(800)))
+    for lin in (c for c in m.head.modules() if isinstance(c, nn.Linear)):
+        assert lin.weight.std().item() == pytest.approx(0.01, rel=0.05) and torch.all(lin.bias == 0)
+    mdd = create_method("mdd", m, adv_hidden=[1024], adv_init_std=0.01)
+    for lin in (c for c in mdd.adv_head.modules() if isinstance(c, nn.Linear)):
+        assert lin.weight.std().item() == pytest.approx(0.01, rel=0.05) and torch.all(lin.bias == 0)
+    # the default draws nothing more: the same seed gives the same network as before
+    torch.manual_seed(1)
+    a = create_model("lenet", (1, 28, 28), 10)
+    torch.manual_seed(1)
+    b = create_model("lenet", (1, 28, 28), 10, bottleneck_init=None, head_init_std=None)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(ValueError, match="std, bias"):
+        create_model("lenet", (1, 28, 28), 10, bottleneck_init=[0.1])
+    with pytest.raises(ValueError, match="needs a bottleneck"):
+        create_model("lenet", (1, 28, 28), 10, bottleneck=None, bottleneck_init=[0.01, 0.0])
+
+
 def test_wrong_input_size_is_a_clear_error():
     with pytest.raises(ValueError, match="28, 28"):
         create_model("lenet", (1, 32, 32), 10)

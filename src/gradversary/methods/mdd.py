@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.base import FeatureClassifier
-from ..models.lenet import classifier_head
+from ..models.lenet import classifier_head, init_linears
 from ..nn import GradientReversal
 from ..registry import spec_field
 from ..schedules import SCHEDULES, Schedule, create_schedule
@@ -66,6 +66,8 @@ class MDDConfig:
         lambda_schedule: the reversal's coefficient (default: the library's warm start, rising
             to 0.1 by step: 0.1 (2 / (1 + exp(-i / 1000)) - 1)).
         domain_weight: eta, the weight of L_adv (the library's trade-off, 1).
+        adv_init_std: the Linear layers of f' drawn from N(0, std^2) with bias 0 (the library:
+            0.01, with the model's ``head_init_std`` 0.01); null: torch's default.
     """
 
     margin: float = 4.0
@@ -74,6 +76,7 @@ class MDDConfig:
     lambda_schedule: dict = spec_field(
         SCHEDULES, {"name": "warm_start_lambda", "gamma": 1e-3, "max": 0.1}, name="warm_start_lambda")
     domain_weight: float = 1.0
+    adv_init_std: float | None = None
 
     def __post_init__(self) -> None:
         if self.margin <= 0:
@@ -106,6 +109,7 @@ class MDD(Method):
         self.grl = GradientReversal(0.0)
         self.adv_head = classifier_head(model.feature_dim, self.cfg.adv_hidden, model.num_classes,
                                         self.cfg.adv_dropout)
+        init_linears([self.adv_head], self.cfg.adv_init_std)
         self.lambda_schedule = create_schedule(self.cfg.lambda_schedule, default="warm_start_lambda")
 
     def schedules(self) -> dict[str, Schedule]:

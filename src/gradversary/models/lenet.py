@@ -25,7 +25,8 @@ from torch import nn
 from .base import MODELS, FeatureClassifier
 from .digits import ChannelsLastSequential, input_normalization
 
-__all__ = ["LeNetConfig", "DTNConfig", "lenet", "dtn", "bottleneck_layers", "classifier_head"]
+__all__ = ["LeNetConfig", "DTNConfig", "lenet", "dtn", "bottleneck_layers", "classifier_head",
+           "init_linears"]
 
 
 def bottleneck_layers(in_features: int, dim: int | None, batch_norm: bool = True,
@@ -44,6 +45,21 @@ def bottleneck_layers(in_features: int, dim: int | None, batch_norm: bool = True
     layers += [nn.BatchNorm1d(dim)] if batch_norm else []
     layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
     return layers, dim
+
+
+def init_linears(layers, std: float | None, bias: float = 0.0) -> None:
+    """Draw every ``nn.Linear`` weight in ``layers`` from N(0, std^2) and fill its bias with
+    ``bias`` (Transfer-Learning-Library's MDD: the bottleneck N(0, 0.005^2) with bias 0.1, the
+    heads N(0, 0.01^2) with bias 0); ``std`` None keeps torch's default initialisation."""
+    if std is None:
+        return
+    if std <= 0:
+        raise ValueError(f"init std must be > 0 (or null for torch's default), got {std}")
+    for m in layers:
+        for lin in (x for x in m.modules() if isinstance(x, nn.Linear)):
+            nn.init.normal_(lin.weight, 0.0, float(std))
+            if lin.bias is not None:
+                nn.init.constant_(lin.bias, float(bias))
 
 
 def classifier_head(in_features: int, hidden: Sequence[int], num_classes: int,
@@ -78,6 +94,10 @@ class LeNetConfig:
         bottleneck_dropout: Dropout after the bottleneck (MDD's recipe: 0.5).
         head_hidden: hidden widths of the label head (MDD's recipe: [1024]; default: linear).
         head_dropout: Dropout after each hidden layer of the head.
+        bottleneck_init: ``[std, bias]``: the bottleneck's Linear drawn from N(0, std^2) with
+            a constant bias (tllib's MDD: [0.005, 0.1]); null: torch's default.
+        head_init_std: the head's Linear layers drawn from N(0, std^2), bias 0 (tllib's MDD:
+            0.01); null: torch's default.
     """
 
     mean: list[float] | None = field(default_factory=lambda: [0.5])
@@ -89,10 +109,17 @@ class LeNetConfig:
     bottleneck_dropout: float = 0.0
     head_hidden: list[int] = field(default_factory=list)
     head_dropout: float = 0.0
+    bottleneck_init: list[float] | None = None
+    head_init_std: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.bottleneck_init is not None and len(self.bottleneck_init) != 2:
+            raise ValueError(f"bottleneck_init must be [std, bias], got {self.bottleneck_init}")
 
 
 def _finish(in_shape, num_classes, convs: list[nn.Module], fc_layers, cfg_mean, cfg_std,
-            bottleneck, bottleneck_bn, bottleneck_dropout, head_hidden, head_dropout) -> FeatureClassifier:
+            bottleneck, bottleneck_bn, bottleneck_dropout, head_hidden, head_dropout,
+            bottleneck_init=None, head_init_std=None) -> FeatureClassifier:
     """Normalize, convs, Flatten, fc layers, bottleneck -> features; the head; a FeatureClassifier."""
     c, h, w = (int(s) for s in in_shape)
     conv = ChannelsLastSequential(*input_normalization(c, cfg_mean, cfg_std), *convs, nn.Flatten())
@@ -100,9 +127,13 @@ def _finish(in_shape, num_classes, convs: list[nn.Module], fc_layers, cfg_mean, 
         flat = int(conv(torch.zeros(1, c, h, w)).shape[1])
     fc, width = fc_layers(flat)
     bott, fdim = bottleneck_layers(width, bottleneck, bottleneck_bn, bottleneck_dropout)
-    features = nn.Sequential(conv, *fc, *bott)
-    return FeatureClassifier(features, classifier_head(fdim, head_hidden, num_classes, head_dropout),
-                             fdim, num_classes)
+    if bottleneck_init is not None:
+        if not bott:
+            raise ValueError("bottleneck_init needs a bottleneck (bottleneck: null has none)")
+        init_linears(bott, *bottleneck_init)
+    head = classifier_head(fdim, head_hidden, num_classes, head_dropout)
+    init_linears([head], head_init_std)
+    return FeatureClassifier(nn.Sequential(conv, *fc, *bott), head, fdim, num_classes)
 
 
 def _check_shape(in_shape: Sequence[int], size: int, what: str) -> None:
@@ -114,7 +145,8 @@ def _check_shape(in_shape: Sequence[int], size: int, what: str) -> None:
 def lenet(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None = (0.5,),
           std: Sequence[float] | None = (0.5,), fc: int | None = 500, dropout: float = 0.5,
           bottleneck: int | None = 256, bottleneck_bn: bool = True, bottleneck_dropout: float = 0.0,
-          head_hidden: Sequence[int] = (), head_dropout: float = 0.0) -> FeatureClassifier:
+          head_hidden: Sequence[int] = (), head_dropout: float = 0.0,
+          bottleneck_init: Sequence[float] | None = None, head_init_std: float | None = None) -> FeatureClassifier:
     """LeNet: conv5x5-20, pool, ReLU, conv5x5-50, Dropout2d, pool, ReLU | FC500, ReLU, Dropout |
     bottleneck Linear-BN-ReLU (256) | linear head.
 
@@ -138,7 +170,7 @@ def lenet(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | Non
         return [nn.Linear(flat, fc), nn.ReLU(), *([nn.Dropout(dropout)] if dropout > 0 else [])], fc
 
     return _finish(in_shape, num_classes, convs, fc_layers, mean, std, bottleneck, bottleneck_bn,
-                   bottleneck_dropout, list(head_hidden), head_dropout)
+                   bottleneck_dropout, list(head_hidden), head_dropout, bottleneck_init, head_init_std)
 
 
 @dataclass
@@ -153,13 +185,18 @@ class DTNConfig:
     bottleneck_dropout: float = 0.0
     head_hidden: list[int] = field(default_factory=list)
     head_dropout: float = 0.0
+    bottleneck_init: list[float] | None = None
+    head_init_std: float | None = None
+
+    __post_init__ = LeNetConfig.__post_init__
 
 
 @MODELS.register("dtn", DTNConfig)
 def dtn(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None = (0.5, 0.5, 0.5),
         std: Sequence[float] | None = (0.5, 0.5, 0.5), bottleneck: int | None = 256,
         bottleneck_bn: bool = True, bottleneck_dropout: float = 0.0, head_hidden: Sequence[int] = (),
-        head_dropout: float = 0.0) -> FeatureClassifier:
+        head_dropout: float = 0.0, bottleneck_init: Sequence[float] | None = None,
+        head_init_std: float | None = None) -> FeatureClassifier:
     """DTN: three conv5x5 stride-2 blocks (64, 128, 256; BN, Dropout2d 0.1/0.3/0.5, ReLU) |
     FC512, BN, ReLU, Dropout 0.5 | bottleneck | head.
 
@@ -176,7 +213,7 @@ def dtn(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None 
         return [nn.Linear(flat, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Dropout(0.5)], 512
 
     return _finish(in_shape, num_classes, convs, fc_layers, mean, std, bottleneck, bottleneck_bn,
-                   bottleneck_dropout, list(head_hidden), head_dropout)
+                   bottleneck_dropout, list(head_hidden), head_dropout, bottleneck_init, head_init_std)
 
 
 lenet.example_in_shape = (1, 28, 28)
