@@ -121,3 +121,33 @@ def test_one_channel_digits_run_channels_last(name):
     (g,) = torch.autograd.grad(model(xg).sum(), xg)
     assert g.shape == x.shape and g.abs().sum() > 0
     assert grads and grads[0].stride(1) == 1
+
+
+def test_dann_mnist_pools_before_its_relus_with_the_same_function_and_gradients():
+    """dann_mnist runs each ReLU after its max pooling (a quarter of the values); the paper's
+    order (ReLU, then pool) gives the same outputs, input gradients and second derivatives."""
+    torch.manual_seed(0)
+    net = create_model("dann_mnist", (1, 28, 28), 10).double()
+    names = _types(net.features)
+    assert names[names.index("Conv2d") + 1:][:2] == ["MaxPool2d", "ReLU"]
+    paper = create_model("dann_mnist", (1, 28, 28), 10).double()
+    paper.load_state_dict(net.state_dict())
+    mods = paper.features._modules
+    keys = list(mods)
+    for a, b in zip(keys, keys[1:]):
+        if isinstance(mods[a], nn.MaxPool2d) and isinstance(mods[b], nn.ReLU):
+            mods[a], mods[b] = mods[b], mods[a]
+    assert _types(paper.features)[names.index("Conv2d") + 1:][:2] == ["ReLU", "MaxPool2d"]
+    x = torch.rand(8, 1, 28, 28, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 10, (8,))
+    got = []
+    for m in (net, paper):
+        loss = nn.functional.cross_entropy(m(x), y)
+        (g,) = torch.autograd.grad(loss, x, create_graph=True)
+        gw = torch.autograd.grad(g.pow(2).sum(), list(m.parameters()))
+        got.append((loss.detach(), g.detach(), [t.detach() for t in gw]))
+    (l1, g1, w1), (l2, g2, w2) = got
+    torch.testing.assert_close(l1, l2, rtol=0, atol=1e-12)
+    torch.testing.assert_close(g1, g2, rtol=0, atol=1e-12)
+    for a, b in zip(w1, w2):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -125,7 +125,10 @@ def dann_mnist(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] 
     """The DANN MNIST network: conv5x5-32, pool, conv5x5-48, pool | FC100, FC100, K.
 
     The features (where the domain classifier attaches) are the flattened second pooling
-    output: 48 x 4 x 4 = 768 for 28 x 28 inputs.
+    output: 48 x 4 x 4 = 768 for 28 x 28 inputs. Each ReLU comes after its max pooling: the
+    two orders are the same function with the same gradients (ReLU is monotone and exact, and
+    where it ties values at zero their gradient is zero), and the ReLU then runs on a quarter
+    of the values (about 10% of a training step, more of an attack's).
 
     Shape:
         input: (N, C, 28, 28) in [0, 1]; output: (N, K).
@@ -136,8 +139,8 @@ def dann_mnist(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] 
         return [nn.BatchNorm2d(ch)] if batch_norm else []
 
     feats, fdim = _conv_features(in_shape, [
-        nn.Conv2d(c, 32, 5), *bn2(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 48, 5), *bn2(48), nn.ReLU(), nn.MaxPool2d(2)], mean)
+        nn.Conv2d(c, 32, 5), *bn2(32), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(32, 48, 5), *bn2(48), nn.MaxPool2d(2), nn.ReLU()], mean)
     hidden = list(head_hidden) if head_hidden is not None else [100, 100]
     return FeatureClassifier(feats, _mlp_head(fdim, hidden, num_classes, batch_norm, dropout),
                              fdim, num_classes)
