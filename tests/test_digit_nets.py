@@ -151,3 +151,21 @@ def test_dann_mnist_pools_before_its_relus_with_the_same_function_and_gradients(
     torch.testing.assert_close(g1, g2, rtol=0, atol=1e-12)
     for a, b in zip(w1, w2):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_instance_input_standardisation():
+    """input_norm: instance: each image's channels by their own mean and std, so a colour cast
+    and a contrast change of the whole image give the same output."""
+    from gradversary.models.digits import InstanceStandardize
+
+    x = torch.rand(4, 3, 28, 28)
+    z = InstanceStandardize()(x)
+    torch.testing.assert_close(z.mean(dim=(2, 3)), torch.zeros(4, 3), atol=1e-5, rtol=0)
+    ref = (x - x.mean(dim=(2, 3), keepdim=True)) / (x.var(dim=(2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt()
+    torch.testing.assert_close(z, ref)
+    m = create_model("lenet", (3, 28, 28), 10, mean=None, std=None, input_norm="instance").eval()
+    assert _types(m.features)[0] == "InstanceStandardize"
+    cast = 0.3 * x + torch.tensor([0.2, 0.1, 0.4]).view(1, 3, 1, 1)  # per-channel affine change
+    torch.testing.assert_close(m(cast), m(x), atol=1e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="set mean and std to null"):
+        create_model("lenet", (3, 28, 28), 10, input_norm="instance")

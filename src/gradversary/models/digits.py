@@ -33,6 +33,27 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class InstanceStandardize(nn.Module):
+    """Standardise each image's channels by their own mean and standard deviation over the
+    pixels (the input instance normalisation of Shu et al.'s DIRT-T digit networks, ICLR 2018,
+    arXiv:1802.08735): a colour cast or a contrast change of the whole image is removed before
+    the first layer, for both domains alike. Differentiable, so attacks and double backprop
+    see through it.
+
+    Shape:
+        input: (N, C, H, W) -> (N, C, H, W); each (n, c) plane has mean 0 and (biased) std 1,
+        ``eps`` keeping a flat plane finite.
+    """
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = float(eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+
 class _FlattenKeepLayout(torch.autograd.Function):
     """``x.flatten(1)`` whose gradient comes back in ``x``'s memory layout.
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
 from .base import MODELS, FeatureClassifier
-from .digits import ChannelsLastSequential, input_normalization
+from .digits import ChannelsLastSequential, InstanceStandardize, input_normalization
 
 __all__ = ["LeNetConfig", "DTNConfig", "lenet", "dtn", "bottleneck_layers", "classifier_head",
            "init_linears"]
@@ -98,6 +99,9 @@ class LeNetConfig:
             a constant bias (tllib's MDD: [0.005, 0.1]); null: torch's default.
         head_init_std: the head's Linear layers drawn from N(0, std^2), bias 0 (tllib's MDD:
             0.01); null: torch's default.
+        input_norm: ``dataset`` (``mean``/``std``, the recipe) or ``instance``: each image's
+            channels standardised by their own statistics (:class:`InstanceStandardize`;
+            ``mean``/``std`` must then be null).
     """
 
     mean: list[float] | None = field(default_factory=lambda: [0.5])
@@ -111,18 +115,31 @@ class LeNetConfig:
     head_dropout: float = 0.0
     bottleneck_init: list[float] | None = None
     head_init_std: float | None = None
+    input_norm: Literal["dataset", "instance"] = "dataset"
 
     def __post_init__(self) -> None:
         if self.bottleneck_init is not None and len(self.bottleneck_init) != 2:
             raise ValueError(f"bottleneck_init must be [std, bias], got {self.bottleneck_init}")
+        if self.input_norm == "instance" and (self.mean is not None or self.std is not None):
+            raise ValueError("input_norm: instance standardises each image itself; set mean "
+                             "and std to null")
 
 
 def _finish(in_shape, num_classes, convs: list[nn.Module], fc_layers, cfg_mean, cfg_std,
             bottleneck, bottleneck_bn, bottleneck_dropout, head_hidden, head_dropout,
-            bottleneck_init=None, head_init_std=None) -> FeatureClassifier:
+            bottleneck_init=None, head_init_std=None, input_norm="dataset") -> FeatureClassifier:
     """Normalize, convs, Flatten, fc layers, bottleneck -> features; the head; a FeatureClassifier."""
     c, h, w = (int(s) for s in in_shape)
-    conv = ChannelsLastSequential(*input_normalization(c, cfg_mean, cfg_std), *convs, nn.Flatten())
+    if input_norm == "instance":
+        if cfg_mean is not None or cfg_std is not None:
+            raise ValueError("input_norm: instance standardises each image itself; set mean "
+                             "and std to null")
+        norm: list[nn.Module] = [InstanceStandardize()]
+    elif input_norm == "dataset":
+        norm = input_normalization(c, cfg_mean, cfg_std)
+    else:
+        raise ValueError(f"input_norm must be 'dataset' or 'instance', got {input_norm!r}")
+    conv = ChannelsLastSequential(*norm, *convs, nn.Flatten())
     with torch.no_grad():
         flat = int(conv(torch.zeros(1, c, h, w)).shape[1])
     fc, width = fc_layers(flat)
@@ -146,7 +163,8 @@ def lenet(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | Non
           std: Sequence[float] | None = (0.5,), fc: int | None = 500, dropout: float = 0.5,
           bottleneck: int | None = 256, bottleneck_bn: bool = True, bottleneck_dropout: float = 0.0,
           head_hidden: Sequence[int] = (), head_dropout: float = 0.0,
-          bottleneck_init: Sequence[float] | None = None, head_init_std: float | None = None) -> FeatureClassifier:
+          bottleneck_init: Sequence[float] | None = None, head_init_std: float | None = None,
+          input_norm: str = "dataset") -> FeatureClassifier:
     """LeNet: conv5x5-20, pool, ReLU, conv5x5-50, Dropout2d, pool, ReLU | FC500, ReLU, Dropout |
     bottleneck Linear-BN-ReLU (256) | linear head.
 
@@ -170,7 +188,8 @@ def lenet(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | Non
         return [nn.Linear(flat, fc), nn.ReLU(), *([nn.Dropout(dropout)] if dropout > 0 else [])], fc
 
     return _finish(in_shape, num_classes, convs, fc_layers, mean, std, bottleneck, bottleneck_bn,
-                   bottleneck_dropout, list(head_hidden), head_dropout, bottleneck_init, head_init_std)
+                   bottleneck_dropout, list(head_hidden), head_dropout, bottleneck_init, head_init_std,
+                   input_norm)
 
 
 @dataclass
@@ -187,6 +206,7 @@ class DTNConfig:
     head_dropout: float = 0.0
     bottleneck_init: list[float] | None = None
     head_init_std: float | None = None
+    input_norm: Literal["dataset", "instance"] = "dataset"
 
     __post_init__ = LeNetConfig.__post_init__
 
@@ -196,7 +216,7 @@ def dtn(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None 
         std: Sequence[float] | None = (0.5, 0.5, 0.5), bottleneck: int | None = 256,
         bottleneck_bn: bool = True, bottleneck_dropout: float = 0.0, head_hidden: Sequence[int] = (),
         head_dropout: float = 0.0, bottleneck_init: Sequence[float] | None = None,
-        head_init_std: float | None = None) -> FeatureClassifier:
+        head_init_std: float | None = None, input_norm: str = "dataset") -> FeatureClassifier:
     """DTN: three conv5x5 stride-2 blocks (64, 128, 256; BN, Dropout2d 0.1/0.3/0.5, ReLU) |
     FC512, BN, ReLU, Dropout 0.5 | bottleneck | head.
 
@@ -213,7 +233,8 @@ def dtn(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None 
         return [nn.Linear(flat, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Dropout(0.5)], 512
 
     return _finish(in_shape, num_classes, convs, fc_layers, mean, std, bottleneck, bottleneck_bn,
-                   bottleneck_dropout, list(head_hidden), head_dropout, bottleneck_init, head_init_std)
+                   bottleneck_dropout, list(head_hidden), head_dropout, bottleneck_init, head_init_std,
+                   input_norm)
 
 
 lenet.example_in_shape = (1, 28, 28)
