@@ -68,3 +68,17 @@ def test_a_trained_run_is_evaluated_with_each_domains_statistics(tmp_path):
     for k in ("running", "target_stats", "source_stats"):
         assert 0.0 <= row[k]["target_test_acc"] <= 1.0
     assert row["target_stats"] != row["running"]  # the statistics matter to the figures
+    # the benchmark script writes the table with its provenance header
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bn_statistics.py"
+    spec = importlib.util.spec_from_file_location("bn_statistics", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "bn.md"
+    assert script.main([str(tmp_path / "r"), "--out", str(out), "--data-root", str(DATA)]) == 0
+    text = out.read_text()
+    assert "- command: `python benchmarks/bn_statistics.py" in text and "- seeds: 0" in text
+    acc = f"{row['target_stats']['target_test_acc']:.3f}"
+    assert acc in text.rstrip().splitlines()[-1]
