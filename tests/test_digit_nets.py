@@ -169,3 +169,26 @@ def test_instance_input_standardisation():
     torch.testing.assert_close(m(cast), m(x), atol=1e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="set mean and std to null"):
         create_model("lenet", (3, 28, 28), 10, input_norm="instance")
+
+
+def test_dann_mnist_options_build_fungtions_port():
+    """channels, conv_dropout, std and dropout_layers give fungtion/DANN's network: conv 64 and
+    50 with BatchNorm, Dropout2d after the second, Normalize(0.5, 0.5), dropout only before the
+    second hidden layer; the defaults leave the paper's network as it was."""
+    m = create_model("dann_mnist", (3, 28, 28), 10, mean=[0.5] * 3, std=[0.5] * 3, batch_norm=True,
+                     channels=[64, 50], conv_dropout=0.5, dropout=0.5, dropout_layers=[1])
+    assert _types(m.features) == ["Normalize", "Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU", "Conv2d",
+                                  "BatchNorm2d", "Dropout2d", "MaxPool2d", "ReLU", "Flatten"]
+    assert m.feature_dim == 50 * 4 * 4
+    assert _types(m.head) == ["Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear", "BatchNorm1d",
+                              "ReLU", "Linear"]
+    x = torch.rand(2, 3, 28, 28)
+    m.eval()
+    torch.testing.assert_close(m.features[0](x), (x - 0.5) / 0.5)
+    paper = create_model("dann_mnist", (1, 28, 28), 10)
+    assert _types(paper.features) == ["Conv2d", "MaxPool2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU",
+                                      "Flatten"] and paper.feature_dim == 768
+    with pytest.raises(ValueError, match="do not exist"):
+        create_model("dann_mnist", (1, 28, 28), 10, dropout=0.5, dropout_layers=[2])
+    with pytest.raises(ValueError, match="two positive widths"):
+        create_model("dann_mnist", (1, 28, 28), 10, channels=[8])

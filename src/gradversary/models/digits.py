@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -129,20 +129,36 @@ def input_normalization(channels: int, mean: Sequence[float] | None,
 @dataclass
 class DANNMNISTConfig:
     """Args: mean: per-channel input mean subtracted in the model (the paper's mean
-    subtraction); head_hidden: the label predictor's hidden layers (the paper: 100, 100);
-    batch_norm: BatchNorm after each conv and hidden linear layer (not in the paper; a common
-    stabiliser of DANN ports); dropout: dropout before each hidden linear layer of the head."""
+    subtraction); std: and divided by (default none); head_hidden: the label predictor's
+    hidden layers (the paper: 100, 100); batch_norm: BatchNorm after each conv and hidden
+    linear layer (not in the paper; a common stabiliser of DANN ports); dropout: dropout
+    before each hidden linear layer of the head, or only before those listed in
+    dropout_layers (0-based; fungtion/DANN's port: [1]); channels: the two convolutions'
+    widths (the paper: 32, 48; fungtion/DANN: 64, 50); conv_dropout: Dropout2d after the
+    second convolution (and its BatchNorm), as in that port."""
 
     mean: list[float] | None = None
     head_hidden: list[int] | None = None
     batch_norm: bool = False
     dropout: float = 0.0
+    std: list[float] | None = None
+    channels: list[int] = field(default_factory=lambda: [32, 48])
+    conv_dropout: float = 0.0
+    dropout_layers: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != 2 or min(self.channels) < 1:
+            raise ValueError(f"dann_mnist.channels must be two positive widths, got {self.channels}")
+        if not 0.0 <= self.conv_dropout < 1.0:
+            raise ValueError(f"dann_mnist.conv_dropout must be in [0, 1), got {self.conv_dropout}")
 
 
 @MODELS.register("dann_mnist", DANNMNISTConfig)
 def dann_mnist(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] | None = None,
                head_hidden: Sequence[int] | None = None, batch_norm: bool = False,
-               dropout: float = 0.0) -> FeatureClassifier:
+               dropout: float = 0.0, std: Sequence[float] | None = None,
+               channels: Sequence[int] = (32, 48), conv_dropout: float = 0.0,
+               dropout_layers: Sequence[int] | None = None) -> FeatureClassifier:
     """The DANN MNIST network: conv5x5-32, pool, conv5x5-48, pool | FC100, FC100, K.
 
     The features (where the domain classifier attaches) are the flattened second pooling
@@ -159,25 +175,30 @@ def dann_mnist(in_shape: Sequence[int], num_classes: int, mean: Sequence[float] 
     def bn2(ch):
         return [nn.BatchNorm2d(ch)] if batch_norm else []
 
+    c1, c2 = (int(v) for v in channels)
+    drop2d = [nn.Dropout2d(conv_dropout)] if conv_dropout > 0 else []
     feats, fdim = _conv_features(in_shape, [
-        nn.Conv2d(c, 32, 5), *bn2(32), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Conv2d(32, 48, 5), *bn2(48), nn.MaxPool2d(2), nn.ReLU()], mean)
+        nn.Conv2d(c, c1, 5), *bn2(c1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(c1, c2, 5), *bn2(c2), *drop2d, nn.MaxPool2d(2), nn.ReLU()], mean, std)
     hidden = list(head_hidden) if head_hidden is not None else [100, 100]
-    return FeatureClassifier(feats, _mlp_head(fdim, hidden, num_classes, batch_norm, dropout),
-                             fdim, num_classes)
+    return FeatureClassifier(feats, _mlp_head(fdim, hidden, num_classes, batch_norm, dropout,
+                                              dropout_layers), fdim, num_classes)
 
 
 dann_mnist.example_in_shape = (3, 28, 28)  # used by the registry smoke test
 
 
-def _conv_features(in_shape: Sequence[int], layers: list[nn.Module], mean) -> tuple[nn.Module, int]:
+def _conv_features(in_shape: Sequence[int], layers: list[nn.Module], mean,
+                   std=None) -> tuple[nn.Module, int]:
     """Normalize (optional), the conv stack, Flatten; and the flattened feature size."""
     if len(in_shape) != 3:
         raise ValueError(f"expected (C, H, W) inputs, got {tuple(in_shape)}")
     c, h, w = (int(s) for s in in_shape)
     if mean is not None and len(mean) != c:
         raise ValueError(f"mean has {len(mean)} channels, inputs have {c}")
-    pre: list[nn.Module] = [Normalize(mean)] if mean is not None else []
+    if std is not None and (mean is None or len(std) != c):
+        raise ValueError(f"std needs mean and {c} values (one per input channel)")
+    pre: list[nn.Module] = [Normalize(mean, std)] if mean is not None else []
     feats = ChannelsLastSequential(*pre, *layers, nn.Flatten())
     with torch.no_grad():
         fdim = int(feats(torch.zeros(1, c, h, w)).shape[1])
@@ -185,12 +206,17 @@ def _conv_features(in_shape: Sequence[int], layers: list[nn.Module], mean) -> tu
 
 
 def _mlp_head(fdim: int, hidden: Sequence[int], num_classes: int, batch_norm: bool = False,
-              dropout: float = 0.0) -> nn.Sequential:
-    """[Dropout] Linear [BatchNorm] ReLU blocks, then the K-way linear layer."""
+              dropout: float = 0.0, dropout_layers: Sequence[int] | None = None) -> nn.Sequential:
+    """[Dropout] Linear [BatchNorm] ReLU blocks, then the K-way linear layer; the dropout is
+    before every hidden Linear, or only before those numbered in ``dropout_layers``."""
     layers: list[nn.Module] = []
     width = fdim
-    for hd in hidden:
-        layers += [*([nn.Dropout(dropout)] if dropout > 0 else []), nn.Linear(width, hd),
+    where = set(range(len(hidden))) if dropout_layers is None else {int(i) for i in dropout_layers}
+    if where - set(range(len(hidden))):
+        raise ValueError(f"dropout_layers {sorted(where)} name hidden layers that do not exist "
+                         f"(there are {len(hidden)})")
+    for i, hd in enumerate(hidden):
+        layers += [*([nn.Dropout(dropout)] if dropout > 0 and i in where else []), nn.Linear(width, hd),
                    *([nn.BatchNorm1d(hd)] if batch_norm else []), nn.ReLU()]
         width = hd
     return nn.Sequential(*layers, nn.Linear(width, num_classes))
