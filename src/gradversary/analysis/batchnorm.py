@@ -97,10 +97,10 @@ def batchnorm_statistics_of(model: nn.Module, x: Tensor, batch_size: int = 256) 
 
 
 def bn_shift_row(run_dir: str | Path, data_root: str | None = None, batch_size: int = 256) -> dict:
-    """Evaluate one trained run (its last checkpoint) three ways, on the labelled test splits:
-    with its running statistics, with statistics of the unlabelled target training inputs
-    (AdaBN; honest, no target labels), and, as a check, with statistics of the source
-    training inputs.
+    """Evaluate one trained run (its last checkpoint, with its EMA weights if it keeps them)
+    three ways on the labelled test splits: with its running statistics, with statistics of
+    the unlabelled target training inputs (AdaBN; honest, no target labels), and, as a check,
+    with statistics of the source training inputs.
 
     Returns ``{"run", "method", "seed", "steps", "bn_layers", "running": {metric: value},
     "target_stats": {...}, "source_stats": {...}}`` with the test metrics of each
@@ -109,17 +109,17 @@ def bn_shift_row(run_dir: str | Path, data_root: str | None = None, batch_size: 
     from ..engine import Trainer  # analysis sits above the engine
 
     tr = Trainer.from_run_dir(run_dir, data_root=data_root)
-    model = tr.method.model
-    ev = tr.task.eval
+    with tr.deployed() as method:  # the weights the run deploys (its EMA, if it keeps one)
+        model = method.model
 
-    def metrics() -> dict[str, float]:
-        model.eval()
-        return {k: float(v) for k, v in tr.method.evaluate(ev, batch_size).items()}
+        def metrics() -> dict[str, float]:
+            model.eval()
+            return {k: float(v) for k, v in method.evaluate(tr.task.eval, batch_size).items()}
 
-    row = {"run": str(run_dir), "method": tr.cfg.method["name"], "seed": tr.cfg.train.seed,
-           "steps": tr.step, "bn_layers": len(batchnorm_layers(model)), "running": metrics()}
-    with batchnorm_statistics_of(model, tr.task.target.x, batch_size):
-        row["target_stats"] = metrics()
-    with batchnorm_statistics_of(model, tr.task.source.x, batch_size):
-        row["source_stats"] = metrics()
+        row = {"run": str(run_dir), "method": tr.cfg.method["name"], "seed": tr.cfg.train.seed,
+               "steps": tr.step, "bn_layers": len(batchnorm_layers(model)), "running": metrics()}
+        with batchnorm_statistics_of(model, tr.task.target.x, batch_size):
+            row["target_stats"] = metrics()
+        with batchnorm_statistics_of(model, tr.task.source.x, batch_size):
+            row["source_stats"] = metrics()
     return row

@@ -86,7 +86,6 @@ def schedules_extendable(schedules: Iterable[Schedule]) -> bool:
         >>> schedules_extendable([WarmStartLambda(), Constant(0.5)]), schedules_extendable([DANNLambda()])
         (True, False)
     """
-    schedules = list(schedules)
     return schedules_constant(s for s in schedules if not isinstance(s, IterationSchedule))
 
 

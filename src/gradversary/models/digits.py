@@ -115,8 +115,16 @@ class ChannelsLastSequential(nn.Sequential):
 
 
 def input_normalization(channels: int, mean: Sequence[float] | None,
-                        std: Sequence[float] | None) -> list[nn.Module]:
-    """``[Normalize(mean, std)]`` checked against ``channels``, or ``[]`` when ``mean`` is None."""
+                        std: Sequence[float] | None, kind: str = "dataset") -> list[nn.Module]:
+    """``[Normalize(mean, std)]`` checked against ``channels``, or ``[]`` when ``mean`` is None;
+    ``kind="instance"``: ``[InstanceStandardize()]`` (``mean``/``std`` must then be None)."""
+    if kind == "instance":
+        if mean is not None or std is not None:
+            raise ValueError("input_norm: instance standardises each image itself; set mean "
+                             "and std to null")
+        return [InstanceStandardize()]
+    if kind != "dataset":
+        raise ValueError(f"input_norm must be 'dataset' or 'instance', got {kind!r}")
     if mean is None:
         if std is not None:
             raise ValueError("std needs mean")
@@ -194,12 +202,7 @@ def _conv_features(in_shape: Sequence[int], layers: list[nn.Module], mean,
     if len(in_shape) != 3:
         raise ValueError(f"expected (C, H, W) inputs, got {tuple(in_shape)}")
     c, h, w = (int(s) for s in in_shape)
-    if mean is not None and len(mean) != c:
-        raise ValueError(f"mean has {len(mean)} channels, inputs have {c}")
-    if std is not None and (mean is None or len(std) != c):
-        raise ValueError(f"std needs mean and {c} values (one per input channel)")
-    pre: list[nn.Module] = [Normalize(mean, std)] if mean is not None else []
-    feats = ChannelsLastSequential(*pre, *layers, nn.Flatten())
+    feats = ChannelsLastSequential(*input_normalization(c, mean, std), *layers, nn.Flatten())
     with torch.no_grad():
         fdim = int(feats(torch.zeros(1, c, h, w)).shape[1])
     return feats, fdim

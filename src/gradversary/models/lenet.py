@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .base import MODELS, FeatureClassifier
-from .digits import ChannelsLastSequential, InstanceStandardize, input_normalization
+from .digits import ChannelsLastSequential, input_normalization
 
 __all__ = ["LeNetConfig", "DTNConfig", "lenet", "dtn", "bottleneck_layers", "classifier_head",
            "init_linears"]
@@ -100,7 +100,7 @@ class LeNetConfig:
         head_init_std: the head's Linear layers drawn from N(0, std^2), bias 0 (tllib's MDD:
             0.01); null: torch's default.
         input_norm: ``dataset`` (``mean``/``std``, the recipe) or ``instance``: each image's
-            channels standardised by their own statistics (:class:`InstanceStandardize`;
+            channels standardised by their own statistics (:class:`~gradversary.models.digits.InstanceStandardize`;
             ``mean``/``std`` must then be null).
     """
 
@@ -120,9 +120,6 @@ class LeNetConfig:
     def __post_init__(self) -> None:
         if self.bottleneck_init is not None and len(self.bottleneck_init) != 2:
             raise ValueError(f"bottleneck_init must be [std, bias], got {self.bottleneck_init}")
-        if self.input_norm == "instance" and (self.mean is not None or self.std is not None):
-            raise ValueError("input_norm: instance standardises each image itself; set mean "
-                             "and std to null")
 
 
 def _finish(in_shape, num_classes, convs: list[nn.Module], fc_layers, cfg_mean, cfg_std,
@@ -130,16 +127,8 @@ def _finish(in_shape, num_classes, convs: list[nn.Module], fc_layers, cfg_mean, 
             bottleneck_init=None, head_init_std=None, input_norm="dataset") -> FeatureClassifier:
     """Normalize, convs, Flatten, fc layers, bottleneck -> features; the head; a FeatureClassifier."""
     c, h, w = (int(s) for s in in_shape)
-    if input_norm == "instance":
-        if cfg_mean is not None or cfg_std is not None:
-            raise ValueError("input_norm: instance standardises each image itself; set mean "
-                             "and std to null")
-        norm: list[nn.Module] = [InstanceStandardize()]
-    elif input_norm == "dataset":
-        norm = input_normalization(c, cfg_mean, cfg_std)
-    else:
-        raise ValueError(f"input_norm must be 'dataset' or 'instance', got {input_norm!r}")
-    conv = ChannelsLastSequential(*norm, *convs, nn.Flatten())
+    conv = ChannelsLastSequential(*input_normalization(c, cfg_mean, cfg_std, input_norm), *convs,
+                                  nn.Flatten())
     with torch.no_grad():
         flat = int(conv(torch.zeros(1, c, h, w)).shape[1])
     fc, width = fc_layers(flat)
