@@ -21,6 +21,13 @@ HISTORY = [
 ]
 
 
+def test_mean_std_cells_show_a_spread_only_over_two_or_more_values():
+    # sample std of (0.7, 0.9): sqrt(0.02) = 0.1414; one value has no spread to show
+    assert fmt_mean_std([0.7, 0.9]) == "0.800 ± 0.141"
+    assert fmt_mean_std([0.8, 0.8], 1) == "0.8 ± 0.0"
+    assert fmt_mean_std([0.8123]) == "0.812"
+
+
 def test_validator_pick_takes_the_rank_mean_of_snd_and_source_val_by_hand():
     pick = validator_pick({"history": HISTORY}, "snd+source_val")
     assert pick == {"criterion": "snd+source_val", "step": 20, "target_test_acc": 0.7}

@@ -21,7 +21,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def fmt_mean_std(values: Sequence[float], digits: int = 3) -> str:
+    """``"mean ± std"`` over the values; a single value is printed alone, since a spread over one
+    seed is not zero but unknown."""
     m, s = mean_std(values)
+    if len(values) == 1:
+        return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
