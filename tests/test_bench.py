@@ -341,6 +341,20 @@ def test_git_commit_is_read_once_so_a_bench_s_own_files_do_not_mark_it_dirty(tmp
     assert len(first) == 12 and not first.endswith("-dirty")
     (tmp_path / "results.md").write_text("new\n")  # what a benchmark writes before its header
     assert git_commit() == first
+    from gradversary.io import _commit_at
+
+    # a results file written by an earlier command is output, not code; a code change is dirty
+    (tmp_path / "results.md").write_text("old\n")
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "r.md").write_text("a\n")
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "d"], cwd=tmp_path, check=True)
+    (tmp_path / "docs" / "results" / "r.md").write_text("b\n")
+    _commit_at.cache_clear()
+    assert not git_commit().endswith("-dirty")
+    (tmp_path / "results.md").write_text("changed\n")
+    _commit_at.cache_clear()
+    assert git_commit().endswith("-dirty")
     other = tmp_path / "other"
     other.mkdir()
     monkeypatch.chdir(other)  # not a repository: read afresh

@@ -54,8 +54,11 @@ def read_metrics(path: str | os.PathLike, kind: str | None = None) -> list[dict[
 
 
 def git_commit() -> str:
-    """The commit of the code this process runs (with ``-dirty`` when the tree had changes),
-    or ``unknown``.
+    """The commit of the code this process runs (with ``-dirty`` when the tree had changes
+    outside ``docs/results/``), or ``unknown``.
+
+    Changes under ``docs/results/`` are outputs, not code: re-rendering several results files
+    one after another at one commit leaves each of them credited to that commit.
 
     Read once per working directory and process, at the first call: a benchmark calls it when
     it starts, so the files it writes itself (plots, before the results header) cannot mark
@@ -69,7 +72,8 @@ def _commit_at(cwd: str) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
                              text=True, check=True, cwd=cwd).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":/", ":(top,exclude)docs/results"],
                                capture_output=True, text=True, check=True, cwd=cwd).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
