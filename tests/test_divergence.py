@@ -109,3 +109,40 @@ def test_divergence_config_is_typed():
     assert resolve_config({}, ["train.divergence.window=7"]).train.divergence.window == 7
     with pytest.raises(ConfigError, match="did you mean 'loss_ratio'"):
         resolve_config({}, ["train.divergence.loss_ration=10"])
+
+
+def test_clipping_reuses_the_watched_norm_and_matches_clipping_afresh(monkeypatch):
+    """With grad_clip set, step() clips with the norm grad_norm() measured (no second pass):
+    the clipped gradients equal torch's clip_grad_norm_ on the same gradients, and the reported
+    norm is the global one over both optimizers (GREAT declares two)."""
+    from gradversary.engine.optim import Optimizers
+
+    cfg = resolve_config({"method": {"name": "great"}, "model": {"name": "mlp"},
+                          "optim": {"lr": 1e-12, "grad_clip": 0.05}, "train": {"progress": False}})
+    torch.manual_seed(0)
+    method = Trainer(cfg).method
+    opts = Optimizers(method, cfg.optim, "great")
+    assert len(opts.optimizers) == 2
+    for p in opts.params:
+        p.grad = torch.randn_like(p)
+    expected = {}
+    for name, opt in opts.optimizers.items():
+        ps = [p for g in opt.param_groups for p in g["params"]]
+        copies = [p.grad.clone() for p in ps]
+        ref = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+        for r, c in zip(ref, copies):
+            r.grad = c
+        torch.nn.utils.clip_grad_norm_(ref, 0.05)
+        expected[name] = [r.grad for r in ref]
+    by_hand = torch.sqrt(sum((p.grad ** 2).sum() for p in opts.params))
+    norm = opts.grad_norm()
+    assert torch.allclose(norm, by_hand) and float(norm) > 0.05
+    def no_second_pass(*a, **k):
+        raise AssertionError("the norm was computed again")
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", no_second_pass)
+    opts.step()  # lr ~0: only the clipping shows
+    for name, opt in opts.optimizers.items():
+        ps = [p for g in opt.param_groups for p in g["params"]]
+        assert all(torch.allclose(p.grad, e) for p, e in zip(ps, expected[name]))
+    assert opts._norms == {}  # used once, by the step it was measured for

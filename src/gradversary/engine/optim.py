@@ -45,6 +45,7 @@ class Optimizers:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.lr_schedules: dict[str, Schedule] = {}
         self.clip: dict[str, float | None] = {}
+        self._norms: dict[str, torch.Tensor] = {}  # grad_norm's per-optimizer norms, for step
         for name, groups in declared.items():
             o = OptimConfig(**{**vars(optim), **optim.groups.get(name, {})})
             opt = make_optimizer(groups, o)
@@ -71,17 +72,29 @@ class Optimizers:
             opt.zero_grad(set_to_none=True)
 
     def grad_norm(self) -> torch.Tensor | None:
-        """The global norm of every parameter gradient (before clipping), or ``None``."""
-        grads = [p.grad for o in self.optimizers.values() for g in o.param_groups
-                 for p in g["params"] if p.grad is not None]
-        return torch.nn.utils.get_total_norm(grads) if grads else None
+        """The global norm of every parameter gradient (before clipping), or ``None``.
+
+        Each optimizer's own norm is kept for the :meth:`step` that follows, so clipping does
+        not compute it a second time.
+        """
+        norms = {}
+        for name, opt in self.optimizers.items():
+            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            if grads:
+                norms[name] = torch.nn.utils.get_total_norm(grads)
+        self._norms = norms
+        return torch.linalg.vector_norm(torch.stack(list(norms.values()))) if norms else None
 
     def step(self) -> None:
         """Clip (where set) and step every optimizer."""
+        norms, self._norms = self._norms, {}
         for name, opt in self.optimizers.items():
             if self.clip[name]:
                 params = [p for g in opt.param_groups for p in g["params"]]
-                torch.nn.utils.clip_grad_norm_(params, self.clip[name])
+                if name in norms:  # measured by grad_norm on these same gradients
+                    torch.nn.utils.clip_grads_with_norm_(params, self.clip[name], norms[name])
+                else:
+                    torch.nn.utils.clip_grad_norm_(params, self.clip[name])
             opt.step()
 
     def lrs(self) -> dict[str, float]:
