@@ -39,6 +39,26 @@ def test_clone_get_set_params_and_string_labels():
     assert set(clf.predict(Xt)) <= {"neg", "pos"}
 
 
+def test_fit_leaves_the_callers_random_streams_and_determinism_switch_as_they_were():
+    import random
+
+    import torch
+
+    Xs, ys, Xt, _ = _data()
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        for seed in (1, 2):  # the same draws with and without a fit in between
+            random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+            expected = (random.random(), np.random.rand(), torch.rand(1).item())
+            random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+            DANNClassifier(hidden_layer_sizes=(4,), max_steps=5, random_state=7).fit(Xs, ys, X_target=Xt)
+            assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+            assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
 def test_pipeline_with_target_rows_marked_minus_one():
     # the README's pipeline form: target rows inside X, marked by the documented switch
     Xs, ys, Xt, yt = _data()

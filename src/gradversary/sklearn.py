@@ -44,6 +44,7 @@ import torch
 
 from .data.task import DATask, DomainData
 from .engine.config import resolve_config
+from .engine.seed import global_state_preserved
 from .engine.trainer import Trainer
 from .errors import DataError
 
@@ -185,8 +186,9 @@ class DANNClassifier(ClassifierMixin, BaseEstimator):
                       DomainData(torch.tensor(X_t if len(X_t) else X_s[:1], dtype=torch.float32),
                                  None, "target"),
                       num_classes=len(self.classes_), name="sklearn")
-        trainer = Trainer(self._config(self.method_), task=task, persist=False)
-        trainer.fit()
+        with global_state_preserved():  # the run seeds itself; the caller's RNGs stay as they were
+            trainer = Trainer(self._config(self.method_), task=task, persist=False)
+            trainer.fit()
         self.model_ = trainer.method.model.eval()
         return self
 

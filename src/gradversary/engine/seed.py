@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "rng_state", "set_rng_state"]
+__all__ = ["seed_everything", "rng_state", "set_rng_state", "global_state_preserved"]
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -45,3 +47,23 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def global_state_preserved() -> Iterator[None]:
+    """Run a block that seeds (:func:`seed_everything`) without changing the caller's global
+    state: Python's, NumPy's and torch's CPU random streams, and torch's deterministic-
+    algorithms switches, are put back on exit. For library entry points (the scikit-learn
+    estimator) that train inside someone else's program."""
+    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    det = (torch.are_deterministic_algorithms_enabled(),
+           torch.is_deterministic_algorithms_warn_only_enabled())
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(cpu)
+        torch.use_deterministic_algorithms(det[0], warn_only=det[1])
+        torch.utils.deterministic.fill_uninitialized_memory = fill
