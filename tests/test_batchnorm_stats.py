@@ -82,3 +82,57 @@ def test_a_trained_run_is_evaluated_with_each_domains_statistics(tmp_path):
     assert "- command: `python benchmarks/bn_statistics.py" in text and "- seeds: 0" in text
     acc = f"{row['target_stats']['target_test_acc']:.3f}"
     assert acc in text.rstrip().splitlines()[-1]
+
+
+def _shifted_task():
+    from gradversary.data.task import DATask, DomainData
+
+    g = torch.Generator().manual_seed(3)
+    xs, xt = torch.rand(96, 1, 28, 28, generator=g), torch.rand(96, 1, 28, 28, generator=g) * 3 + 2
+    ys, yt = torch.randint(0, 3, (96,), generator=g), torch.randint(0, 3, (96,), generator=g)
+    return DATask(DomainData(xs, ys, "source"), DomainData(xt, None, "target"), 3,
+                  eval={"source_test": DomainData(xs[:48], ys[:48], "source"),
+                        "target_test": DomainData(xt[:48], yt[:48], "target")}, name="shifted")
+
+
+@pytest.mark.parametrize("ema", [None, 0.5])
+def test_bn_stats_target_evaluates_with_the_targets_statistics_and_trains_the_same(tmp_path, ema):
+    """train.bn_stats: target changes every evaluation to AdaBN on the unlabelled target
+    inputs (equal to re-estimating by hand on the trained weights) and nothing else: the
+    trained weights and running statistics are those of the run with bn_stats running."""
+    task = _shifted_task()
+
+    def run(stats):
+        cfg = resolve_config({"method": {"name": "dann", "bn_policy": "separate"}, "model": {"name": "lenet"},
+                              "data": {"name": "moons"},  # unused: the task is given
+                              "train": {"steps": 4, "eval_every": 2, "batch_size": 16, "progress": False,
+                                        "bn_stats": stats, "ema_decay": ema}})
+        tr = Trainer(cfg, run_dir=tmp_path / stats, task=task)
+        tr.fit()
+        return tr
+
+    running, target = run("running"), run("target")
+    sa, sb = running.method.state_dict(), target.method.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)  # training unchanged
+    ev_running, ev_target = running.evaluate(), target.evaluate()
+    with running.deployed() as m:  # by hand: the same weights, statistics of the target inputs
+        m.eval()
+        with batchnorm_statistics_of(m.model, task.target.x, 1024):
+            by_hand = m.evaluate(task.eval, 1024)
+    for k in ("target_test_loss", "source_test_loss", "target_test_acc"):
+        assert ev_target[k] == pytest.approx(by_hand[k], abs=1e-6)
+    assert abs(ev_target["target_test_loss"] - ev_running["target_test_loss"]) > 1e-3
+    sc = target.method.state_dict()  # the evaluation put the running statistics back
+    assert all(torch.equal(sb[k], sc[k]) for k in sb)
+    # bn_shift_row's "running" column is the statistics the run learnt, whatever it deploys
+    with target.deployed(statistics=False) as m:
+        m.eval()
+        assert m.evaluate(task.eval, 1024)["target_test_loss"] == pytest.approx(ev_running["target_test_loss"], abs=1e-6)
+
+
+def test_bn_stats_is_checked():
+    from gradversary.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bn_stats"):
+        resolve_config({"method": {"name": "erm"}, "model": {"name": "mlp"}, "data": {"name": "moons"},
+                        "train": {"bn_stats": "source"}})

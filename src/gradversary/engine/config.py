@@ -92,6 +92,12 @@ class TrainConfig:
         augment: random crop / flip of the training images (source, and target unless
             ``target: false``), e.g. ``{crop: 28, pad: 2, flip: false}``; null for none. See
             :mod:`gradversary.data.augment`.
+        bn_stats: the BatchNorm statistics the model is evaluated and deployed with:
+            ``running`` (the running averages of training) or ``target`` (re-estimated on the
+            unlabelled target training inputs before each evaluation: AdaBN, Li et al., ICLR
+            2017 workshop, arXiv:1603.04779; no target labels). With ``target`` every split,
+            the source's too, is evaluated with the target's statistics: one deployed model.
+            Training and checkpoints are unchanged; a model without BatchNorm is unaffected.
         divergence: when a run with finite losses counts as diverged (loss or gradient norm
             grown by orders of magnitude; see :class:`~gradversary.engine.divergence.DivergenceConfig`);
             on by default, ``{enabled: false}`` to turn it off.
@@ -111,6 +117,7 @@ class TrainConfig:
     threads: int | str | None = "auto"
     ema_decay: float | None = None
     augment: AugmentConfig | None = None
+    bn_stats: Literal["running", "target"] = "running"
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from ..errors import CheckpointError, ConfigError, DivergenceError, RunExistsErr
 from ..io import atomic_write_text, read_metrics
 from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
+from ..nn.batchnorm import batchnorm_statistics_of
 from ..schedules import Schedule
 from ..selection.selector import CheckpointSelector
 from .batches import BatchComposer
@@ -340,13 +341,16 @@ class Trainer:
                                              "metrics": json.dumps(metrics)})
 
     @contextmanager
-    def deployed(self) -> Iterator[Method]:
-        """The method with the weights to deploy: the EMA weights if enabled, else as trained."""
-        if self.ema is None:
-            yield self.method
-        else:
-            with self.ema.swapped(self.method) as m:
-                yield m
+    def deployed(self, statistics: bool = True) -> Iterator[Method]:
+        """The method with the weights to deploy: the EMA weights if enabled, else as trained;
+        with ``train.bn_stats: target`` (and ``statistics``), BatchNorm statistics re-estimated
+        on the unlabelled target training inputs. Everything is put back on exit."""
+        with ExitStack() as stack:
+            m = self.method if self.ema is None else stack.enter_context(self.ema.swapped(self.method))
+            if statistics and self.cfg.train.bn_stats == "target":
+                stack.enter_context(batchnorm_statistics_of(m.model, self.task.target.x,
+                                                            self.cfg.train.eval_batch_size))
+            yield m
 
     def _watch_collapse(self, record: dict[str, Any]) -> None:
         """Warn once when the task loss is back at chance level (see :class:`CollapseWatch`)."""
