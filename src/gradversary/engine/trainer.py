@@ -315,8 +315,8 @@ class Trainer:
         was = self.method.training
         self.method.eval()
         try:
+            t0 = time.perf_counter()  # with the BatchNorm re-estimation of bn_stats: target
             with self.deployed() as m:
-                t0 = time.perf_counter()
                 metrics = m.evaluate(self.task.eval, self.cfg.train.eval_batch_size)
                 self._add_costs({"evaluation": time.perf_counter() - t0, "evaluations": 1})
                 # label-free: the unlabelled target training inputs and the held-out source
