@@ -1,7 +1,7 @@
 """The digits recipes' training step (``configs/digits/``) against a plain PyTorch loop of the
 same recipe, on the same batch, timed side by side in one process.
 
-    python benchmarks/digits_step_time.py [--steps 30] [--threads 1]
+    python benchmarks/digits_step_time.py [--steps 30] [--threads 1] [--out docs/results/step_time_digits.md]
 
 For source-only, DANN, CDAN and MDD (MNIST -> USPS configs: LeNet with the 256 BN bottleneck, or
 MDD's 1024 bottleneck and heads), the engine's ``train_step`` and a hand-written loop (plain
@@ -10,14 +10,18 @@ Nesterov, the learning rate set by hand each step) run in turn, one step each pe
 one batch of 128 source + 128 target random 1x28x28 images (source-only: the 256 as labelled
 source, "the same combined batch"). Prints the median ms per step, ours / plain, each method
 over ERM, and the share of the step spent in the domain discriminator (its forward and
-backward alone on the same features, timed in the same rounds).
+backward alone on the same features, timed in the same rounds). ``--out`` also writes them as a
+results file with the issue's targets (ours / plain <= 1.05) and the machine's load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from gradversary.config_files import read_config_file
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
 from gradversary.methods import Batch
+from gradversary.report.markdown import markdown_table, provenance, results_page
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "digits"
 
@@ -119,11 +124,13 @@ def _trainer(kind: str) -> Trainer:
     return tr
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    ap.add_argument("--out", default=None, help="also write the figures as a results file")
+    args = ap.parse_args(argv)
+    t_start, load0 = time.perf_counter(), os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
@@ -158,14 +165,41 @@ def main() -> None:
         if r == 0:
             times.clear()  # warm-up round
     med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch 128 + 128 (ERM: 256 labelled), "
-          f"median of {args.steps} interleaved rounds")
+    head = (f"torch {torch.__version__}, {args.threads} thread(s), batch 128 + 128 (ERM: 256 labelled), "
+            f"median of {args.steps} interleaved rounds")
+    print(head)
+    rows = []
     for k in recipe:
-        extra = f"  discriminator fwd+bwd {med[f'disc/{k}']:.1f} ms ({med[f'disc/{k}'] / med[f'ours/{k}']:.0%} of the step)" \
-            if k in discs else ""
+        ratio = med[f"ours/{k}"] / med[f"plain/{k}"]
+        share = med[f"disc/{k}"] / med[f"ours/{k}"] if k in discs else None
+        extra = f"  discriminator fwd+bwd {med[f'disc/{k}']:.1f} ms ({share:.0%} of the step)" if share else ""
         print(f"  {k:<5} ours {med[f'ours/{k}']:7.1f} ms  plain {med[f'plain/{k}']:7.1f} ms  "
-              f"ours/plain {med[f'ours/{k}'] / med[f'plain/{k}']:.3f}  x ERM {med[f'ours/{k}'] / med['ours/erm']:.2f}{extra}")
+              f"ours/plain {ratio:.3f}  x ERM {med[f'ours/{k}'] / med['ours/erm']:.2f}{extra}")
+        rows.append([k.upper() if k != "erm" else "source-only (ERM)", f"{med[f'ours/{k}']:.1f}",
+                     f"{med[f'plain/{k}']:.1f}", f"{ratio:.3f}", "met" if ratio <= 1.05 else "**missed**",
+                     f"{med[f'ours/{k}'] / med['ours/erm']:.2f}",
+                     f"{med[f'disc/{k}']:.1f} ({share:.0%})" if share else "–"])
+    if args.out:
+        command = "python benchmarks/digits_step_time.py " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        prov = provenance(command, time.perf_counter() - t_start)
+        text = results_page("Step time of the digits recipes against a plain PyTorch loop", prov, [0], [
+            f"{head}. Each recipe's training step in the engine (*ours*) and in a hand-written loop "
+            "of the same recipe (*plain*: nn.Sequential in NCHW, a GRL autograd.Function, "
+            "torch.optim.SGD with Nesterov), on the same batch, stepped in turn in one process, so "
+            "the machine's drift affects both alike. Target (issue 17): ours / plain <= 1.05. The "
+            "domain discriminator's forward and backward alone on the same features, timed in the "
+            "same rounds, gives its share of the step. The MNIST -> USPS configs of configs/digits/. "
+            f"Load average (1 min) at the start and the end: {load0:.2f} and {os.getloadavg()[0]:.2f} "
+            "(2 cores; other processes may have been running).",
+            markdown_table(["recipe", "ours (ms / step)", "plain (ms / step)", "ours / plain",
+                            "target <= 1.05", "x ERM (ours)", "discriminator fwd+bwd, ms (share)"], rows)])
+        from gradversary.io import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
+        print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """Step time of every defense over ERM's on the same batch, on the MNIST fast CNN, in one process.
 
     python benchmarks/great_step_time.py [--steps 20] [--threads 1] [--skip pgd_at]
+        [--out docs/results/step_time_great.md]
 
 Every config of ``configs/great/convergence/`` (the DANN paper's MNIST network ``dann_mnist``,
 no BatchNorm; Adam; the GREAT family's auxiliary network and its optimizer) is built on one
@@ -9,11 +10,16 @@ batch of 128 random 1x28x28 images and stepped in turn, one step each per round
 alpha and beta are non-zero). Printed: ms per step and the ratio to ERM's step in the same
 rounds (the issue's goal: GREAT at most 3.5x on the faithful maths). The FGSM 50/50 baseline is
 timed on its adversarial steps (its coin forced to "adversarial"); a clean step costs as ERM's.
+``--out`` also writes the figures as a results file, with the machine's load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -22,7 +28,9 @@ import yaml
 from gradversary.analysis.step_time import interleaved_step_times
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
+from gradversary.io import atomic_write_text
 from gradversary.methods import Batch
+from gradversary.report.markdown import markdown_table, provenance, results_page
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "great" / "convergence"
 ORDER = ("erm", "adversarial_training", "fast_at", "pgd_at", "great", "greace", "greace_prob",
@@ -53,20 +61,49 @@ def measure(steps: int, threads: int, names=ORDER) -> dict[str, tuple[float, flo
     return {k: (1e3 * v, v / med["erm"]) for k, v in med.items()}
 
 
-def main() -> None:
+TITLES = {"erm": "ERM", "adversarial_training": "FGSM 50/50 (adversarial steps)", "fast_at": "fast AT",
+          "pgd_at": "PGD-AT", "great": "GREAT", "greace": "GREACE (eq. 6)", "greace_prob": "GREACE (prob)",
+          "greace_centered": "GREACE (centred)", "great_greace": "GRE(AT+CE) (eq. 6)",
+          "great_greace_prob": "GRE(AT+CE) (prob)"}
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip", default="", help="comma-separated configs to leave out")
-    args = ap.parse_args()
+    ap.add_argument("--out", default=None, help="also write the figures as a results file")
+    args = ap.parse_args(argv)
+    t_start, load0 = time.perf_counter(), os.getloadavg()[0]
     skip = {s for s in args.skip.split(",") if s}
-    names = [n for n in ORDER if n not in skip or n == "erm"]
+    names = [n for n in ORDER if (n not in skip or n == "erm") and (CONFIG_DIR / f"mnist_{n}.yaml").is_file()]
     res = measure(args.steps, args.threads, names)
-    print(f"torch {torch.__version__}; dann_mnist on 1x28x28, batch 128, {args.threads} thread(s), "
-          f"median of {args.steps} interleaved steps")
+    head = (f"torch {torch.__version__}; dann_mnist on 1x28x28, batch 128, {args.threads} thread(s), "
+            f"median of {args.steps} interleaved steps")
+    print(head)
     for name, (ms, ratio) in res.items():
         print(f"  {name:<22} {ms:8.1f} ms  x ERM {ratio:6.2f}")
+    if args.out:
+        rows = [[TITLES.get(n, n), f"{ms:.1f}", f"{ratio:.2f}"] for n, (ms, ratio) in res.items()]
+        great = res.get("great", (0.0, float("nan")))[1]
+        command = "python benchmarks/great_step_time.py " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        prov = provenance(command, time.perf_counter() - t_start)
+        text = results_page("Step time of every defense over ERM's, on the same batch", prov, [0], [
+            f"{head}. The configs of configs/great/convergence/ (the DANN paper's MNIST network, no "
+            "BatchNorm, Adam), each built on one batch of 128 random images and stepped in turn in "
+            "one process at mid-training (progress 0.5: alpha and beta non-zero), so the machine's "
+            "drift affects all alike. The FGSM 50/50 baseline is timed on its adversarial steps; "
+            "its clean steps cost as ERM's. "
+            f"Load average (1 min) at the start and the end: {load0:.2f} and {os.getloadavg()[0]:.2f} "
+            "(2 cores; other processes may have been running).",
+            f"Target (issue 18): GREAT at most 3.5x ERM on the faithful maths: {great:.2f}x, "
+            + ("met." if great <= 3.5 else "**missed**."),
+            markdown_table(["method", "ms / step", "x ERM"], rows)])
+        atomic_write_text(Path(args.out), text)
+        print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """DANN and GREAT step times over ERM step time on the same batch, measured in one process.
 
     python benchmarks/step_time.py [--suite dann|great|all] [--repeats 7] [--steps 30] [--threads 2]
+        [--out docs/results/step_time_dann.md]
 
 Both methods train the DANN paper's MNIST network (Figure 4) on the same 128 random 3x28x28
 images: ERM on all 128 as labelled source, DANN on 64 source + 64 target (one forward of 128,
@@ -17,12 +18,18 @@ to ERM (the issue's goal for GREAT: at most 3.5), the same GREAT step with torch
 BatchNorm and Conv2d double backward ("torch layers": before gradversary.nn.double_backward),
 and ERM and GREAT with GroupNorm and with no normalisation (other models, named
 configurations: not the faithful figure).
+
+``--out`` (with ``--suite dann``) also writes the DANN figures as a results file, with the
+issue's target (DANN / ERM <= 1.10 for the paper's recipe) and the machine's load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -32,8 +39,10 @@ import yaml
 from gradversary.analysis.step_time import interleaved_step_times
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
+from gradversary.io import atomic_write_text
 from gradversary.methods import Batch
 from gradversary.nn import revert_double_backward
+from gradversary.report.markdown import markdown_table, provenance, results_page
 
 
 def _task(shape, n=256):
@@ -135,14 +144,18 @@ def measure_great(steps: int, threads: int, config_dir: Path) -> dict[str, tuple
     return {label: (1e3 * med[label], med[label] / base[norm]) for label, _, norm in specs}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--suite", choices=["dann", "great", "all"], default="all")
     ap.add_argument("--config-dir", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "great")
-    args = ap.parse_args()
+    ap.add_argument("--out", default=None, help="with --suite dann: also write a results file")
+    args = ap.parse_args(argv)
+    if args.out and args.suite != "dann":
+        ap.error("--out writes the DANN figures: use it with --suite dann")
+    t_start, load0 = time.perf_counter(), os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     if args.suite in ("great", "all"):
         ms = measure_great(args.steps, args.threads, args.config_dir)
@@ -151,18 +164,43 @@ def main() -> None:
         for m, (t, ratio) in ms.items():
             print(f"  {m:<24} {t:8.1f} ms  x ERM {ratio:.2f}")
         if args.suite == "great":
-            return
+            return 0
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 128 (DANN: 64 + 64)")
-    r = measure_layout(args.repeats, args.steps)
-    print(f"DANN MNIST CNN layout: train step channels-last {r['cl_ms']:.1f} ms, NCHW {r['nchw_ms']:.1f} ms "
-          f"(NCHW/CL {r['train_ratio']:.2f}); evaluation of 4,096 images CL {r['cl_eval_ms']:.0f} ms, "
-          f"NCHW {r['nchw_eval_ms']:.0f} ms (NCHW/CL {r['eval_ratio']:.2f})")
+    lay = measure_layout(args.repeats, args.steps)
+    print(f"DANN MNIST CNN layout: train step channels-last {lay['cl_ms']:.1f} ms, NCHW {lay['nchw_ms']:.1f} ms "
+          f"(NCHW/CL {lay['train_ratio']:.2f}); evaluation of 4,096 images CL {lay['cl_eval_ms']:.0f} ms, "
+          f"NCHW {lay['nchw_eval_ms']:.0f} ms (NCHW/CL {lay['eval_ratio']:.2f})")
+    rows = []
     for name, model, shape in [("DANN MNIST CNN", {"name": "dann_mnist"}, (3, 28, 28)),
                                ("moons MLP 15-15", {"name": "mlp", "hidden": [15, 15]}, (2,))]:
         r = measure(model, shape, args.repeats, args.steps)
         print(f"{name:<16} ERM {r['erm_ms']:.2f} ms  DANN {r['dann_ms']:.2f} ms  "
               f"DANN/ERM {r['ratio']:.3f} (range {r['ratio_min']:.3f}-{r['ratio_max']:.3f})")
+        rows.append([name, f"{r['erm_ms']:.2f}", f"{r['dann_ms']:.2f}",
+                     f"{r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f})",
+                     ("met" if r["ratio"] <= 1.10 else "**missed**") if model["name"] == "dann_mnist"
+                     else "– (not the paper's digits recipe: a 2-15-15 network, per-call overhead)"])
+    if args.out:
+        command = "python benchmarks/step_time.py " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+        prov = provenance(command, time.perf_counter() - t_start)
+        text = results_page("DANN's step over ERM's on the same combined batch (the paper's recipe)", prov, [0], [
+            f"torch {torch.__version__}, {args.threads} thread(s). ERM on 128 labelled images, DANN on "
+            "64 source + 64 target (one forward of the 128, plus the domain head of 100 units), "
+            f"timed in {args.repeats} interleaved repeats of {args.steps} steps; the median ratio and "
+            "its range over the repeats. Target (issue 17): DANN / ERM <= 1.10 for the paper's "
+            f"recipe. Load average (1 min) at the start and the end: {load0:.2f} and "
+            f"{os.getloadavg()[0]:.2f} (2 cores; other processes may have been running).",
+            markdown_table(["network", "ERM (ms / step)", "DANN (ms / step)", "DANN / ERM (range)",
+                            "target <= 1.10"], rows),
+            f"Layout of the DANN MNIST network (as built: its conv stack channels-last): the train "
+            f"step takes {lay['cl_ms']:.1f} ms channels-last and {lay['nchw_ms']:.1f} ms in NCHW "
+            f"(NCHW / channels-last {lay['train_ratio']:.2f}); evaluating 4,096 images "
+            f"{lay['cl_eval_ms']:.0f} and {lay['nchw_eval_ms']:.0f} ms ({lay['eval_ratio']:.2f})."])
+        atomic_write_text(Path(args.out), text)
+        print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

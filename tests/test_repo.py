@@ -55,15 +55,23 @@ def test_every_benchmark_script_imports():
                 assert not missing, f"{path.name}: {node.module} has no {missing}"
 
 
-@pytest.mark.parametrize("script,args", [("digits_step_time.py", ["--steps", "1", "--threads", "1"]),
-                                         ("great_step_time.py", ["--steps", "1", "--skip", "pgd_at"])])
-def test_step_time_benchmarks_run(script, args):
+@pytest.mark.parametrize("script,args,table", [
+    ("digits_step_time.py", ["--steps", "1", "--threads", "1"], "| recipe | ours (ms / step) |"),
+    ("great_step_time.py", ["--steps", "1", "--skip", "pgd_at"], "| method | ms / step | x ERM |"),
+    ("step_time.py", ["--suite", "dann", "--repeats", "1", "--steps", "1", "--threads", "1"],
+     "| network | ERM (ms / step) |")])
+def test_step_time_benchmarks_run_and_write_their_results_file(script, args, table, tmp_path):
     """The step-time benchmarks run end to end on one timed round (they read the configs the
-    suites use, so a config change that breaks them shows here)."""
+    suites use, so a config change that breaks them shows here) and write a results file with
+    the command that made it and the targets' verdicts."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+    out_file = tmp_path / "r.md"
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--out", str(out_file)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "x ERM" in out.stdout
+    assert "x ERM" in out.stdout or "DANN/ERM" in out.stdout
+    text = out_file.read_text()
+    assert f"- command: `python benchmarks/{script} " in text and "- commit: `" in text
+    assert table in text and ("met" in text or "missed" in text) and "Load average" in text
