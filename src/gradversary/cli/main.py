@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory made by train or run")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--data-root", default=None, help="dataset folder")
+    p.add_argument("--bn-stats", choices=["running", "target"], default=None,
+                   help="BatchNorm statistics to evaluate with (default: the run's train.bn_stats); "
+                        "target: re-estimated on the unlabelled target inputs (AdaBN)")
 
     p = sub.add_parser("bench", help="run a benchmark suite (configs/bench/<suite>.yaml) and "
                                      "write docs/results/; `bench list` shows the suites")
@@ -179,6 +182,8 @@ def _cmd_eval(args) -> int:
     from ..engine import Trainer
 
     trainer = Trainer.from_run_dir(args.run_dir, args.data_root)
+    if args.bn_stats:
+        trainer.cfg.train.bn_stats = args.bn_stats
     metrics = trainer.evaluate()
     if args.json:
         print(json.dumps({"step": trainer.step, **metrics}, indent=2))
