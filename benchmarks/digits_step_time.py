@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ from gradversary.config_files import read_config_file
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
 from gradversary.methods import Batch
-from gradversary.report.markdown import markdown_table, provenance, results_page
+from gradversary.report.markdown import markdown_table, write_script_results
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "digits"
 
@@ -180,23 +179,18 @@ def main(argv: list[str] | None = None) -> int:
                      f"{med[f'ours/{k}'] / med['ours/erm']:.2f}",
                      f"{med[f'disc/{k}']:.1f} ({share:.0%})" if share else "–"])
     if args.out:
-        command = "python benchmarks/digits_step_time.py " + " ".join(
-            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        prov = provenance(command, time.perf_counter() - t_start)
-        text = results_page("Step time of the digits recipes against a plain PyTorch loop", prov, [0], [
-            f"{head}. Each recipe's training step in the engine (*ours*) and in a hand-written loop "
-            "of the same recipe (*plain*: nn.Sequential in NCHW, a GRL autograd.Function, "
-            "torch.optim.SGD with Nesterov), on the same batch, stepped in turn in one process, so "
-            "the machine's drift affects both alike. Target (issue 17): ours / plain <= 1.05. The "
-            "domain discriminator's forward and backward alone on the same features, timed in the "
-            "same rounds, gives its share of the step. The MNIST -> USPS configs of configs/digits/. "
-            f"Load average (1 min) at the start and the end: {load0:.2f} and {os.getloadavg()[0]:.2f} "
-            "(2 cores; other processes may have been running).",
-            markdown_table(["recipe", "ours (ms / step)", "plain (ms / step)", "ours / plain",
-                            "target <= 1.05", "x ERM (ours)", "discriminator fwd+bwd, ms (share)"], rows)])
-        from gradversary.io import atomic_write_text
-
-        atomic_write_text(Path(args.out), text)
+        write_script_results(
+            args.out, "digits_step_time.py", argv if argv is not None else sys.argv[1:], t_start, load0,
+            "Step time of the digits recipes against a plain PyTorch loop", [
+                f"{head}. Each recipe's training step in the engine (*ours*) and in a hand-written "
+                "loop of the same recipe (*plain*: nn.Sequential in NCHW, a GRL autograd.Function, "
+                "torch.optim.SGD with Nesterov), on the same batch, stepped in turn in one process, "
+                "so the machine's drift affects both alike. Target (issue 17): ours / plain <= 1.05. "
+                "The domain discriminator's forward and backward alone on the same features, timed "
+                "in the same rounds, gives its share of the step. The MNIST -> USPS configs of "
+                "configs/digits/.",
+                markdown_table(["recipe", "ours (ms / step)", "plain (ms / step)", "ours / plain",
+                                "target <= 1.05", "x ERM (ours)", "discriminator fwd+bwd, ms (share)"], rows)])
         print(f"wrote {args.out}")
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,9 +27,8 @@ import yaml
 from gradversary.analysis.step_time import interleaved_step_times
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
-from gradversary.io import atomic_write_text
 from gradversary.methods import Batch
-from gradversary.report.markdown import markdown_table, provenance, results_page
+from gradversary.report.markdown import markdown_table, write_script_results
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "great" / "convergence"
 ORDER = ("erm", "adversarial_training", "fast_at", "pgd_at", "great", "greace", "greace_prob",
@@ -86,21 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         rows = [[TITLES.get(n, n), f"{ms:.1f}", f"{ratio:.2f}"] for n, (ms, ratio) in res.items()]
         great = res.get("great", (0.0, float("nan")))[1]
-        command = "python benchmarks/great_step_time.py " + " ".join(
-            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        prov = provenance(command, time.perf_counter() - t_start)
-        text = results_page("Step time of every defense over ERM's, on the same batch", prov, [0], [
-            f"{head}. The configs of configs/great/convergence/ (the DANN paper's MNIST network, no "
-            "BatchNorm, Adam), each built on one batch of 128 random images and stepped in turn in "
-            "one process at mid-training (progress 0.5: alpha and beta non-zero), so the machine's "
-            "drift affects all alike. The FGSM 50/50 baseline is timed on its adversarial steps; "
-            "its clean steps cost as ERM's. "
-            f"Load average (1 min) at the start and the end: {load0:.2f} and {os.getloadavg()[0]:.2f} "
-            "(2 cores; other processes may have been running).",
-            f"Target (issue 18): GREAT at most 3.5x ERM on the faithful maths: {great:.2f}x, "
-            + ("met." if great <= 3.5 else "**missed**."),
-            markdown_table(["method", "ms / step", "x ERM"], rows)])
-        atomic_write_text(Path(args.out), text)
+        write_script_results(
+            args.out, "great_step_time.py", argv if argv is not None else sys.argv[1:], t_start, load0,
+            "Step time of every defense over ERM's, on the same batch", [
+                f"{head}. The configs of configs/great/convergence/ (the DANN paper's MNIST network, "
+                "no BatchNorm, Adam), each built on one batch of 128 random images and stepped in "
+                "turn in one process at mid-training (progress 0.5: alpha and beta non-zero), so the "
+                "machine's drift affects all alike. The FGSM 50/50 baseline is timed on its "
+                "adversarial steps; its clean steps cost as ERM's.",
+                f"Target (issue 18): GREAT at most 3.5x ERM on the faithful maths: {great:.2f}x, "
+                + ("met." if great <= 3.5 else "**missed**."),
+                markdown_table(["method", "ms / step", "x ERM"], rows)])
         print(f"wrote {args.out}")
     return 0
 

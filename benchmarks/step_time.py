@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -39,10 +38,9 @@ import yaml
 from gradversary.analysis.step_time import interleaved_step_times
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
-from gradversary.io import atomic_write_text
 from gradversary.methods import Batch
 from gradversary.nn import revert_double_backward
-from gradversary.report.markdown import markdown_table, provenance, results_page
+from gradversary.report.markdown import markdown_table, write_script_results
 
 
 def _task(shape, n=256):
@@ -181,23 +179,20 @@ def main(argv: list[str] | None = None) -> int:
                      ("met" if r["ratio"] <= 1.10 else "**missed**") if model["name"] == "dann_mnist"
                      else "– (not the paper's digits recipe: a 2-15-15 network, per-call overhead)"])
     if args.out:
-        command = "python benchmarks/step_time.py " + " ".join(
-            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-        prov = provenance(command, time.perf_counter() - t_start)
-        text = results_page("DANN's step over ERM's on the same combined batch (the paper's recipe)", prov, [0], [
-            f"torch {torch.__version__}, {args.threads} thread(s). ERM on 128 labelled images, DANN on "
-            "64 source + 64 target (one forward of the 128, plus the domain head of 100 units), "
-            f"timed in {args.repeats} interleaved repeats of {args.steps} steps; the median ratio and "
-            "its range over the repeats. Target (issue 17): DANN / ERM <= 1.10 for the paper's "
-            f"recipe. Load average (1 min) at the start and the end: {load0:.2f} and "
-            f"{os.getloadavg()[0]:.2f} (2 cores; other processes may have been running).",
-            markdown_table(["network", "ERM (ms / step)", "DANN (ms / step)", "DANN / ERM (range)",
-                            "target <= 1.10"], rows),
-            f"Layout of the DANN MNIST network (as built: its conv stack channels-last): the train "
-            f"step takes {lay['cl_ms']:.1f} ms channels-last and {lay['nchw_ms']:.1f} ms in NCHW "
-            f"(NCHW / channels-last {lay['train_ratio']:.2f}); evaluating 4,096 images "
-            f"{lay['cl_eval_ms']:.0f} and {lay['nchw_eval_ms']:.0f} ms ({lay['eval_ratio']:.2f})."])
-        atomic_write_text(Path(args.out), text)
+        write_script_results(
+            args.out, "step_time.py", argv if argv is not None else sys.argv[1:], t_start, load0,
+            "DANN's step over ERM's on the same combined batch (the paper's recipe)", [
+                f"torch {torch.__version__}, {args.threads} thread(s). ERM on 128 labelled images, "
+                "DANN on 64 source + 64 target (one forward of the 128, plus the domain head of 100 "
+                f"units), timed in {args.repeats} interleaved repeats of {args.steps} steps; the "
+                "median ratio and its range over the repeats. Target (issue 17): DANN / ERM <= 1.10 "
+                "for the paper's recipe.",
+                markdown_table(["network", "ERM (ms / step)", "DANN (ms / step)", "DANN / ERM (range)",
+                                "target <= 1.10"], rows),
+                f"Layout of the DANN MNIST network (as built: its conv stack channels-last): the "
+                f"train step takes {lay['cl_ms']:.1f} ms channels-last and {lay['nchw_ms']:.1f} ms in "
+                f"NCHW (NCHW / channels-last {lay['train_ratio']:.2f}); evaluating 4,096 images "
+                f"{lay['cl_eval_ms']:.0f} and {lay['nchw_eval_ms']:.0f} ms ({lay['eval_ratio']:.2f})."])
         print(f"wrote {args.out}")
     return 0
 
