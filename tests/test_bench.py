@@ -438,7 +438,10 @@ def test_digits_suite_runs_dann_and_source_only_on_usps_first_then_cdan_mdd_cdan
     assert order[:4] == [("MNIST → USPS", "source-only"), ("MNIST → USPS", "DANN"),
                          ("USPS → MNIST", "source-only"), ("USPS → MNIST", "DANN")]
     assert [m for _, m in order[4:10]] == ["CDAN", "CDAN", "MDD", "MDD", "CDAN+E", "CDAN+E"]
-    assert {t for t, _ in order[10:]} == {"MNIST → MNIST-M"} and len(order) == 15
+    assert {t for t, _ in order[10:15]} == {"MNIST → MNIST-M"}
+    # last, the BatchNorm port evaluated with AdaBN statistics (its own title in the same group)
+    assert [m for _, m in order[15:]] == ["source-only", "DANN"] and len(order) == 17
+    assert order[15][0].startswith("MNIST → MNIST-M, BatchNorm") and suite.rows[-1].group == "mnistm"
     assert suite.seeds == [0, 1, 2]
 
 
