@@ -98,6 +98,7 @@ class TrainConfig:
             2017 workshop, arXiv:1603.04779; no target labels). With ``target`` every split,
             the source's too, is evaluated with the target's statistics: one deployed model.
             Training and checkpoints are unchanged; a model without BatchNorm is unaffected.
+            Cost: one forward pass over the target training inputs per evaluation.
         divergence: when a run with finite losses counts as diverged (loss or gradient norm
             grown by orders of magnitude; see :class:`~gradversary.engine.divergence.DivergenceConfig`);
             on by default, ``{enabled: false}`` to turn it off.
