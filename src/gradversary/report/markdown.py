@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import statistics
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,10 +76,6 @@ def write_script_results(path: str | Path, script: str, argv: Sequence[str], sta
     command ``python benchmarks/<script> <argv>``, the wall time since ``started``
     (``time.perf_counter``), and a closing line on the machine's 1-minute load average at the
     start (``load_start``) and now, since timings on a shared machine depend on it."""
-    import os
-    import shlex
-    import time
-
     command = f"python benchmarks/{script} " + " ".join(shlex.quote(a) for a in argv)
     load = (f"Load average (1 min) at the start and the end: {load_start:.2f} and "
             f"{os.getloadavg()[0]:.2f} ({os.cpu_count()} cores; other processes may have been running).")
