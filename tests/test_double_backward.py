@@ -226,3 +226,41 @@ def test_piecewise_double_backward_makes_no_zeros_tensor():
     assert fills(lambda t: piecewise.leaky_relu(t, 0.2)) == 0
     assert fills(lambda t: F.max_pool2d(t, 2)) >= 1
     assert fills(lambda t: piecewise.max_pool2d(t, 2)) == 0
+
+
+def test_a_backward_restricted_to_the_parameters_skips_a_leaf_inputs_gradient(monkeypatch):
+    """GREAT's final backward runs with inputs=params while its input x requires grad: the
+    first layer must not compute x's gradient then (the engine would drop it), and a plain
+    backward or autograd.grad on x still gets it, equal to autograd's."""
+    import gradversary.functional.batchnorm as B
+    import gradversary.functional.conv as C
+
+    calls = {"conv": 0, "bn": []}
+    conv_gx, bn_bwd = C._input_grad_one_channel, B._bn_backward
+
+    def spy_conv(*a):
+        calls["conv"] += 1
+        return conv_gx(*a)
+
+    def spy_bn(gy, x, weight, mean, invstd, eps, mask):
+        calls["bn"].append(mask[0])
+        return bn_bwd(gy, x, weight, mean, invstd, eps, mask)
+
+    monkeypatch.setattr(C, "_input_grad_one_channel", spy_conv)
+    monkeypatch.setattr(B, "_bn_backward", spy_bn)
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 12, 12, requires_grad=True)
+    w = torch.randn(4, 1, 3, 3, requires_grad=True)
+    torch.autograd.backward(conv2d(x, w).pow(2).sum(), inputs=[w])
+    assert calls["conv"] == 0 and x.grad is None and w.grad is not None
+    (gx,) = torch.autograd.grad(conv2d(x, w).pow(2).sum(), x)
+    xr = x.detach().requires_grad_()
+    (ref,) = torch.autograd.grad(F.conv2d(xr, w).pow(2).sum(), xr)
+    assert calls["conv"] == 1 and torch.allclose(gx, ref, atol=1e-5)
+
+    h = torch.randn(16, 3, requires_grad=True)
+    g, b = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    torch.autograd.backward(batch_norm_train(h, g, b, None, None, 0.1, 1e-5).pow(3).sum(), inputs=[g, b])
+    assert calls["bn"] == [False] and h.grad is None
+    batch_norm_train(h, g, b, None, None, 0.1, 1e-5).pow(3).sum().backward()
+    assert calls["bn"] == [False, True] and h.grad is not None

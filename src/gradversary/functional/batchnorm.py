@@ -138,7 +138,9 @@ class _BatchNormTrain(torch.autograd.Function):
     def backward(ctx, gy):
         x, weight, mean, invstd = ctx.saved_tensors
         grad_mode = torch.is_grad_enabled()
-        need = wanted_inputs(ctx, ctx.tensor_args) if grad_mode else ctx.needs_input_grad
+        # what this backward pass needs (a backward restricted to the parameters skips the
+        # input gradient of a layer whose input is a leaf that requires grad)
+        need = wanted_inputs(ctx, ctx.tensor_args)
         mask = (need[0], weight is not None and need[1], need[2])
         if grad_mode:
             gx, gw, gb = _BatchNormBackward.apply(gy, x, weight, mean, invstd, ctx.eps, mask)

@@ -128,7 +128,9 @@ class _Conv2d(torch.autograd.Function):
     def backward(ctx, gy):
         x, w = ctx.saved_tensors
         grad_mode = torch.is_grad_enabled()  # create_graph: the backward is differentiated
-        need = wanted_inputs(ctx, ctx.tensor_args) if grad_mode else ctx.needs_input_grad
+        # what this backward pass needs (a backward restricted to the parameters skips the
+        # input gradient of a layer whose input is a leaf that requires grad)
+        need = wanted_inputs(ctx, ctx.tensor_args)
         mask = (need[0], need[1], ctx.has_bias and need[2])
         backward = _ConvBackward.apply if grad_mode else _conv_backward
         gx, gw, gb = backward(gy, x, w, ctx.has_bias, ctx.geom, mask)
