@@ -291,13 +291,11 @@ class Trainer:
         self.net.train()
         out = self.net(batch)
         self.optim.zero_grad()
-        if self.method.double_backprop:
-            # the loss also depends on an input leaf that requires grad (the input gradient's
-            # x): restricting the backward to the parameters skips x's own gradient, which on
-            # a one-channel first convolution costs about 10x that layer's forward
-            torch.autograd.backward(out.loss, inputs=self.optim.params)
-        else:
-            out.loss.backward()
+        # only the optimized parameters' gradients: when the loss also depends on an input
+        # leaf that requires grad (GREAT's and GREACE's input gradient, an attack's delta), the
+        # backward then skips that leaf's own gradient, which on a one-channel first
+        # convolution costs about 10x that layer's forward
+        torch.autograd.backward(out.loss, inputs=self.optim.params)
         values = {**out.parts, **out.metrics}
         if self.watch.watches_gradients:  # before clipping: the norm the loss produced
             norm = self.optim.grad_norm()
