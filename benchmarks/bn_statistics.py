@@ -15,7 +15,6 @@ this command, the commit, the seeds and the wall time.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -23,15 +22,15 @@ from pathlib import Path
 import torch
 
 from gradversary.analysis.batchnorm import bn_shift_row
-from gradversary.io import atomic_write_text
-from gradversary.report.markdown import markdown_table, provenance, results_page
+from gradversary.report.markdown import markdown_table, write_script_results
 
 
 def _acc(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def render(rows: list[dict], prov: dict, title: str, note: str) -> str:
+def blocks(rows: list[dict], note: str) -> list[str]:
+    """The file's paragraphs and table, below its provenance header."""
     body = [[r["label"], r["method"], r["seed"], r["steps"], r["bn_layers"],
              _acc(r["running"].get("target_test_acc")), _acc(r["target_stats"].get("target_test_acc")),
              _acc(r["source_stats"].get("target_test_acc")),
@@ -40,14 +39,13 @@ def render(rows: list[dict], prov: dict, title: str, note: str) -> str:
     header = ["run", "method", "seed", "step", "BN layers", "target acc: running statistics",
               "target acc: target statistics (AdaBN)", "target acc: source statistics",
               "source acc: running statistics", "source acc: source statistics"]
-    seeds = sorted({int(r["seed"]) for r in rows})
-    return results_page(title, prov, seeds, [
+    return [
         "Test accuracy of each run's last checkpoint, evaluated with three sets of BatchNorm "
         "statistics and the same weights. *target statistics (AdaBN)* re-estimates every "
         "BatchNorm layer's mean and variance on the target domain's unlabelled training "
         "images (Li et al., arXiv:1603.04779): no target labels are used, so it is an honest "
         "test-time option. *source statistics* does the same with the source training images.",
-        note, markdown_table(header, body)])
+        note, markdown_table(header, body)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{row['label']}: target {row['running'].get('target_test_acc', float('nan')):.3f} -> "
               f"{row['target_stats'].get('target_test_acc', float('nan')):.3f} with AdaBN", flush=True)
-    command = "python benchmarks/bn_statistics.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    text = render(rows, provenance(command, time.perf_counter() - t0), args.title, args.note)
-    atomic_write_text(Path(args.out), text)
+    write_script_results(args.out, "bn_statistics.py", argv if argv is not None else sys.argv[1:], t0, None,
+                         args.title, blocks(rows, args.note), seeds=sorted({int(r["seed"]) for r in rows}))
     print(f"wrote {args.out}")
     return 0
 

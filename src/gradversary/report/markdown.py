@@ -71,15 +71,18 @@ def results_page(title: str, prov: dict, seeds: Sequence[int], blocks: Sequence[
 
 
 def write_script_results(path: str | Path, script: str, argv: Sequence[str], started: float,
-                         load_start: float, title: str, blocks: Sequence[str]) -> Path:
+                         load_start: float | None, title: str, blocks: Sequence[str],
+                         seeds: Sequence[int] = (0,)) -> Path:
     """Write a benchmark script's results file (atomically): :func:`results_page` with the
-    command ``python benchmarks/<script> <argv>``, the wall time since ``started``
-    (``time.perf_counter``), and a closing line on the machine's 1-minute load average at the
-    start (``load_start``) and now, since timings on a shared machine depend on it."""
+    command ``python benchmarks/<script> <argv>`` and the wall time since ``started``
+    (``time.perf_counter``). With ``load_start`` (the 1-minute load average when timing
+    began), a closing line gives it and the load now: timings on a shared machine depend on it."""
     command = f"python benchmarks/{script} " + " ".join(shlex.quote(a) for a in argv)
-    load = (f"Load average (1 min) at the start and the end: {load_start:.2f} and "
-            f"{os.getloadavg()[0]:.2f} ({os.cpu_count()} cores; other processes may have been running).")
-    text = results_page(title, provenance(command, time.perf_counter() - started), [0], [*blocks, load])
+    if load_start is not None:
+        blocks = [*blocks, f"Load average (1 min) at the start and the end: {load_start:.2f} and "
+                           f"{os.getloadavg()[0]:.2f} ({os.cpu_count()} cores; other processes may "
+                           "have been running)."]
+    text = results_page(title, provenance(command, time.perf_counter() - started), seeds, blocks)
     atomic_write_text(Path(path), text)
     return Path(path)
 
