@@ -540,6 +540,38 @@ def test_apgd_t_tries_the_top_k_other_classes_in_order():
     assert all(int(t.eq(order[:t.shape[0], 0]).sum()) == 0 or n < 32 for n, t in seen)
 
 
+@pytest.mark.parametrize("name,eps", [("apgd_ce", 0.01), ("apgd_t", 0.01)])
+def test_apgd_early_stop_fools_the_same_examples_with_fewer_gradients(name, eps):
+    from gradversary.attacks import APGD, APGDT
+
+    net, x, y = _wiggly(96)
+    net, x = net.double(), x.double()  # float64: passes on sub-batches agree with full ones
+    cls = {"apgd_ce": APGD, "apgd_t": APGDT}[name]
+    rows = {}
+
+    def counted(attack):
+        plain = attack._eval
+
+        def _eval(model, xx, yy, lt, ht, grad):
+            rows[attack] = rows.get(attack, 0) + xx.shape[0]
+            return plain(model, xx, yy, lt, ht, grad)
+
+        attack._eval = _eval
+        return attack
+
+    kw = dict(steps=20, restarts=2, seed=3) if name == "apgd_ce" else dict(steps=20, n_target_classes=3, seed=3)
+    full, fast = counted(cls(eps, **kw)), counted(cls(eps, **kw, early_stop=True))
+    x_full, x_fast = full(net, x, y), fast(net, x, y)
+    with torch.no_grad():
+        hit_full, hit_fast = net(x_full).argmax(1) != y, net(x_fast).argmax(1) != y
+    assert 0 < int(hit_full.sum()) < len(y)  # some fooled, some not: the test can tell
+    assert torch.equal(hit_full, hit_fast)
+    # the unfooled examples took every step in both: the same points, to the last bit
+    assert torch.equal(x_full[~hit_full], x_fast[~hit_full])
+    assert rows[fast] < 0.9 * rows[full], (rows[fast], rows[full], int(hit_full.sum()))
+    assert ((x_fast - x).abs() <= eps + 1e-9).all() and x_fast.min() >= 0 and x_fast.max() <= 1
+
+
 def test_apgd_is_at_least_as_strong_as_pgd_on_a_wiggly_model():
     from gradversary.attacks import APGD, APGDT
 

@@ -172,8 +172,10 @@ class RobustnessSettings:
                    "checkpoints, momentum 0.75, random start); " if self.apgd_steps else "")
                 + f"Square "
                 f"{self.square_queries} queries, p_init 0.8; transfer = PGD ({self.pgd_steps} x "
-                f"{self.pgd_restarts}) on the source model; white-box PGD counts an image as "
-                f"fooled at its first successful iterate and stops there")
+                f"{self.pgd_restarts}) on the source model; white-box PGD "
+                + ("and APGD count an image as fooled at its first successful iterate and stop "
+                   "there" if self.apgd_steps else
+                   "counts an image as fooled at its first successful iterate and stops there"))
 
 
 def subsample(x: Tensor, y: Tensor, n: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -211,7 +213,8 @@ def _attacks_at(model: nn.Module, data, eps: float, s: RobustnessSettings, rand_
         out[f"{name}_worst"] = robust_accuracy(model, attack, data, bs, target_fn=_worst)
         out[f"{name}_random"] = robust_accuracy(model, attack, data, bs,
                                                 target_fn=_fixed_targets(rand_t))
-    # white-box PGD stops an example at its first success: the same accuracies, fewer gradients
+    # white-box PGD and APGD stop an example at its first success: the same accuracies, fewer
+    # gradients
     out["pgd"] = robust_accuracy(model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed,
                                             early_stop=True), data, bs)
     out["pgd_strong"] = robust_accuracy(
@@ -223,10 +226,11 @@ def _attacks_at(model: nn.Module, data, eps: float, s: RobustnessSettings, rand_
             model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed + 2, loss=loss,
                        early_stop=True), data, bs)
     if s.apgd_steps:
-        out["apgd_ce"] = robust_accuracy(model, APGD(eps, s.apgd_steps, s.apgd_restarts, seed=s.seed + 3),
-                                         data, bs)
-        out["apgd_t"] = robust_accuracy(model, APGDT(eps, s.apgd_steps, s.apgd_restarts, s.apgd_targets,
-                                                     seed=s.seed + 4), data, bs)
+        out["apgd_ce"] = robust_accuracy(
+            model, APGD(eps, s.apgd_steps, s.apgd_restarts, seed=s.seed + 3, early_stop=True), data, bs)
+        out["apgd_t"] = robust_accuracy(
+            model, APGDT(eps, s.apgd_steps, s.apgd_restarts, s.apgd_targets, seed=s.seed + 4,
+                         early_stop=True), data, bs)
     out["square"] = robust_accuracy(model, Square(eps, s.square_queries, seed=s.seed), data, bs)
     if source is not None:
         inner = PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed)

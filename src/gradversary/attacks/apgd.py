@@ -78,19 +78,26 @@ class APGD(Attack):
         random_start: start from a uniform point of the ball (AutoAttack does; the paper's
             Algorithm 1 starts from its x^(0)).
         seed: seed of the random starts (``None``: the global RNG).
+        early_stop: stop each example at its first successful iterate. The set of fooled
+            examples, hence every accuracy, is the same (a success at any iterate already
+            counts, and no example's path depends on another's), for fewer gradient
+            evaluations; a fooled example's returned point is its first success instead of its
+            highest-objective one. Robustness evaluations use it, as they do for PGD.
 
     Shape:
         x: (N, C, H, W) in [0, 1]; y, target: (N,); output: (N, C, H, W).
     """
 
     def __init__(self, eps: float, steps: int = 100, restarts: int = 1, rho: float = 0.75,
-                 momentum: float = 0.75, random_start: bool = True, seed: int | None = None):
+                 momentum: float = 0.75, random_start: bool = True, seed: int | None = None,
+                 early_stop: bool = False):
         super().__init__(eps)
         if int(steps) < 1 or int(restarts) < 1:
             raise ValueError(f"steps and restarts must be >= 1, got {steps} and {restarts}")
         self.steps, self.restarts = int(steps), int(restarts)
         self.rho, self.momentum = float(rho), float(momentum)
         self.random_start, self.seed = bool(random_start), seed
+        self.early_stop = bool(early_stop)
         self._generator = make_generator(seed)
 
     def loss(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -138,7 +145,9 @@ class APGD(Attack):
         """One run of Algorithm 1 on a batch (the model already in eval mode, under grad).
 
         ``loss_target`` enters the objective; ``hit_target`` decides success (``None``:
-        misclassification).
+        misclassification). With ``early_stop``, each step evaluates the model only on the
+        examples not yet fooled; every per-example quantity (eta, the rise counts, the
+        checkpoints) is its own, so the others follow the same path as without it.
         """
         n, view = x.shape[0], (-1,) + (1,) * (x.dim() - 1)
         eta = torch.full((n,), 2.0 * self.eps, device=x.device, dtype=x.dtype)
@@ -146,37 +155,46 @@ class APGD(Attack):
         if self.random_start:
             cur = self.project(x + uniform_like(x, -self.eps, self.eps, self._generator), x)
         f, g, ok = self._eval(model, cur, y, loss_target, hit_target, grad=True)
-        prev = cur
+        prev = cur.clone()
         bx, bobj, bok = cur.clone(), f.clone(), ok.clone()
         x_max, f_max, g_max = cur.clone(), f.clone(), g.clone()
         checks = set(apgd_checkpoints(self.steps))
         rises = torch.zeros(n, device=x.device)
         last_w, last_fmax = 0, f_max.clone()
         last_halved = torch.zeros(n, dtype=torch.bool, device=x.device)
-        for k in range(self.steps):  # makes x^(k+1)
-            z = self.project(cur + eta.view(view) * g.sign(), x)
+        active = ~ok if self.early_stop else torch.ones(n, dtype=torch.bool, device=x.device)
+        for k in range(self.steps):  # makes x^(k+1) for the active examples
+            a = active.nonzero()[:, 0]
+            if a.numel() == 0:
+                break
+            cur_a, x_a = cur[a], x[a]
+            z = self.project(cur_a + eta[a].view(view) * g[a].sign(), x_a)
             nxt = z if k == 0 else self.project(
-                cur + self.momentum * (z - cur) + (1 - self.momentum) * (cur - prev), x)
-            prev, cur = cur, nxt
-            f_new, g, ok = self._eval(model, cur, y, loss_target, hit_target, grad=k + 1 < self.steps)
-            rises += (f_new > f).to(rises.dtype)
-            f = f_new
-            better = _better(ok, f, bok, bobj)
-            bx[better], bobj[better], bok[better] = cur[better], f[better], ok[better]
-            up = f > f_max
-            x_max[up], f_max[up] = cur[up], f[up]
-            if g is not None:
-                g_max[up] = g[up]
+                cur_a + self.momentum * (z - cur_a) + (1 - self.momentum) * (cur_a - prev[a]), x_a)
+            prev[a], cur[a] = cur_a, nxt
+            f_a, g_a, ok_a = self._eval(model, nxt, y[a], _part(loss_target, a),
+                                        _part(hit_target, a), grad=k + 1 < self.steps)
+            rises[a] += (f_a > f[a]).to(rises.dtype)
+            f[a] = f_a
+            better = _better(ok_a, f_a, bok[a], bobj[a])
+            sel = a[better]
+            bx[sel], bobj[sel], bok[sel] = nxt[better], f_a[better], ok_a[better]
+            up = f_a > f_max[a]
+            x_max[a[up]], f_max[a[up]] = nxt[up], f_a[up]
+            if g_a is not None:
+                g[a] = g_a
+                g_max[a[up]] = g_a[up]
             if k + 1 in checks:
                 cond1 = rises < self.rho * (k + 1 - last_w)
                 cond2 = ~last_halved & (f_max <= last_fmax)
-                halve = cond1 | cond2
+                halve = (cond1 | cond2) & active
                 eta[halve] = eta[halve] / 2
-                if g is not None:
-                    cur, g = cur.clone(), g.clone()
+                if g_a is not None:
                     cur[halve], g[halve] = x_max[halve], g_max[halve]
                 rises.zero_()
                 last_w, last_fmax, last_halved = k + 1, f_max.clone(), halve
+            if self.early_stop:
+                active[a[ok_a]] = False
         return APGDRun(bx, bobj, bok, eta, x_max, f_max)
 
 
@@ -198,8 +216,8 @@ class APGDT(APGD):
     undefined and the loss is the plain margin z_t - z_y.
 
     Args:
-        eps, steps, restarts, rho, momentum, random_start, seed: as :class:`APGD` (restarts
-            per target class).
+        eps, steps, restarts, rho, momentum, random_start, seed, early_stop: as :class:`APGD`
+            (restarts per target class).
         n_target_classes: k, the number of target classes tried (at most K - 1).
 
     Shape:
@@ -208,8 +226,8 @@ class APGDT(APGD):
 
     def __init__(self, eps: float, steps: int = 100, restarts: int = 1, n_target_classes: int = 9,
                  rho: float = 0.75, momentum: float = 0.75, random_start: bool = True,
-                 seed: int | None = None):
-        super().__init__(eps, steps, restarts, rho, momentum, random_start, seed)
+                 seed: int | None = None, early_stop: bool = False):
+        super().__init__(eps, steps, restarts, rho, momentum, random_start, seed, early_stop)
         if int(n_target_classes) < 1:
             raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
         self.n_target_classes = int(n_target_classes)
@@ -232,6 +250,10 @@ class APGDT(APGD):
         for i in range(1, min(self.n_target_classes, logits.shape[1] - 1) + 1):
             self.attack_runs(model, x, y, order[:, i], None, self.restarts, best)
         return best[0]
+
+
+def _part(t: Tensor | None, idx: Tensor) -> Tensor | None:
+    return None if t is None else t[idx]
 
 
 def _better(ok: Tensor, obj: Tensor, best_ok: Tensor, best_obj: Tensor) -> Tensor:
