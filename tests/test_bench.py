@@ -119,7 +119,12 @@ def test_bench_report_only_tabulates_finished_runs_without_training(tmp_path):
     runs = _run(suite, tmp_path, seeds=[0, 1], report_only=True)["toy"]["runs"]
     assert not (tmp_path / "runs" / "full" / "toy" / "DANN-s1").exists()
     assert len(runs["DANN"]) == 1 and len(runs["source-only"]) == 1
-    assert "(n=1)" in (tmp_path / "r.md").read_text()
+    text = (tmp_path / "r.md").read_text()
+    assert "(n=1)" in text
+    assert ("- not yet run: 2 of the 4 runs selected, so the rows below show the seeds done: "
+            "toy (source-only: seed 1; DANN: seed 1)") in text
+    _run(suite, tmp_path, seeds=[0], report_only=True)  # all there: no such line
+    assert "not yet run" not in (tmp_path / "r.md").read_text()
 
 
 def test_finished_runs_still_match_after_the_library_gains_an_option(tmp_path):
