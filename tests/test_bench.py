@@ -38,7 +38,7 @@ def _run(suite, tmp_path, seeds=(0, 1), **kw):
 
 
 def test_every_suite_spec_loads_and_names_existing_configs():
-    assert {"dann", "digits", "great-defense", "great-mtl", "great-distill", "great-convergence"} <= set(list_suites(SPECS))
+    assert {"dann", "digits", "great-defense", "great-mtl", "great-distill", "great-defense-short"} <= set(list_suites(SPECS))
     for name in list_suites(SPECS):
         suite = load_suite(name, SPECS)
         for row in suite.rows:
@@ -46,14 +46,14 @@ def test_every_suite_spec_loads_and_names_existing_configs():
                 assert (ROOT / suite.config_dir / cell.config).is_file(), cell.config
 
 
-def test_great_convergence_runs_resolve_at_both_sizes_and_quick_is_small(tmp_path, monkeypatch):
+def test_great_defense_runs_resolve_at_both_sizes_and_quick_is_small(tmp_path, monkeypatch):
     """Every cell of the convergence suite resolves, full and --quick; the quick budget is a
     smoke test (40 steps of 32 on at most 1,000 training images, 100 test images)."""
     from gradversary.analysis.robustness import RobustnessSettings
     from gradversary.engine.config import resolve_config
 
     monkeypatch.chdir(ROOT)
-    suite = load_suite("great-convergence", SPECS)
+    suite = load_suite("great-defense", SPECS)
     assert suite.keep_diverged and suite.seeds == [0, 1]
     methods = set()
     for row in suite.rows:
@@ -311,7 +311,7 @@ def test_records_are_off_on_request_and_unreadable_ones_are_not_matched(tmp_path
 
 
 @pytest.mark.parametrize("stem, only", [("dann", "amazon*"), ("great_mtl", None), ("great_distill", None),
-                                        ("great_defense", None), ("great_mtl_quick", None)])
+                                        ("great_defense_short", None), ("great_mtl_quick", None)])
 def test_report_only_re_renders_the_committed_results_from_their_records(tmp_path, monkeypatch, stem, only):
     """The committed results, rendered again from the committed records: the same text below
     the header (for dann, the two Amazon groups, whose records are all committed)."""

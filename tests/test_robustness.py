@@ -253,6 +253,7 @@ def test_bench_shows_a_diverged_run_as_such_and_keeps_the_rest(tmp_path):
 
     suite = _suite(tmp_path, {"a": ([0.3], ["erm", "great"])}, steps=8)
     _diverging(tmp_path, suite, "a_great")
+    suite.keep_diverged = False
     with pytest.raises(DivergenceError, match="running away"):  # by default a divergence is an error
         _bench(tmp_path, suite, [0], out_dir=tmp_path / "strict", results=tmp_path / "strict.md")
     suite.keep_diverged = True

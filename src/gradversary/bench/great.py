@@ -3,7 +3,8 @@ Networks", arXiv:1806.08028): the robustness evaluation stage, step timing and t
 (their tables are in :mod:`gradversary.report.great_tables`).
 
 The suites are data: ``configs/bench/great_defense.yaml`` (Table 1 layout plus honest
-attacks and gradient-masking checks), ``great_mtl.yaml`` (Table 4) and ``great_distill.yaml``
+attacks and gradient-masking checks, every defense at convergence; ``great_defense_short.yaml``
+is the first 300-step table), ``great_mtl.yaml`` (Table 4) and ``great_distill.yaml``
 (Table 3).
 """
 
