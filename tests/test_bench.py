@@ -121,8 +121,8 @@ def test_bench_report_only_tabulates_finished_runs_without_training(tmp_path):
     assert len(runs["DANN"]) == 1 and len(runs["source-only"]) == 1
     text = (tmp_path / "r.md").read_text()
     assert "(n=1)" in text
-    assert ("- not yet run: 2 of the 4 runs selected, so the rows below show the seeds done: "
-            "toy (source-only: seed 1; DANN: seed 1)") in text
+    assert ("- not yet run: 2 of the 4 runs selected, so the rows below show the seeds done. "
+            "not trained: toy source-only (seed 1); toy DANN (seed 1)\n") in text
     _run(suite, tmp_path, seeds=[0], report_only=True)  # all there: no such line
     assert "not yet run" not in (tmp_path / "r.md").read_text()
 

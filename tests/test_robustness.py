@@ -146,6 +146,11 @@ def test_bench_writes_tables_and_reuses_runs_and_evaluations(tmp_path):
     again, rows2 = _bench(tmp_path, suite, [0, 1], report_only=True)
     assert rows2["a_great"]["runs"]["a_great"][1]["robustness"] == great[1]["robustness"]
     assert again.split("### eps = 0.1")[1] == text.split("### eps = 0.1")[1]
+    assert "not yet run" not in again
+    (tmp_path / "gd_runs" / "full" / "a_great" / "a_great-s1.robustness.json").unlink()
+    partial, _ = _bench(tmp_path, suite, [0, 1], report_only=True)  # trained, its attack not recorded
+    assert ("- not yet run: 1 of the 4 runs selected, so the rows below show the seeds done. "
+            "trained, not yet evaluated: a_great (seed 1)\n") in partial
 
 
 def test_bench_groups_get_their_own_sections_settings_and_labels(tmp_path):

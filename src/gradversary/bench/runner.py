@@ -320,11 +320,12 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
                          run.jobs_n, "runs", run.progress, on_result=record)
         for j, s in zip(wave, fresh):
             j.summary = s
-    missing = [j for j in run.jobs if j.summary is None]
-    run.jobs = [j for j in run.jobs if j.summary is not None]
-    stage_out |= _stages(run, "after")
+    missing, total = [j for j in run.jobs if j.summary is None], len(run.jobs)
+    run.jobs = trained = [j for j in run.jobs if j.summary is not None]
+    stage_out |= _stages(run, "after")  # a stage may leave out runs it has no result for
     data = _results_json(run, stage_out, time.perf_counter() - t0)
-    data["missing"] = _missing(missing, len(missing) + len(run.jobs))
+    data["missing"] = {"total": total, "rows": _by_row(missing),
+                       "unevaluated": _by_row([j for j in trained if j not in run.jobs])}
     atomic_write_text(results.with_suffix(".json"), json.dumps(_without_histories(data), indent=1) + "\n")
     atomic_write_text(results, render(data, suite))
     return results
@@ -342,13 +343,12 @@ def _results_json(run: BenchRun, stages: dict, wall: float) -> dict:
             "stages": stages, "rows": rows}
 
 
-def _missing(jobs: list[Job], total: int) -> dict:
-    """The runs of the selection with neither a run directory nor a record (``report_only``
-    leaves them out): row -> cell label -> seeds, and the count of runs selected."""
+def _by_row(jobs: list[Job]) -> dict[str, dict[str, list[int]]]:
+    """Runs as row -> cell label -> seeds."""
     out: dict[str, dict[str, list[int]]] = {}
     for j in jobs:
         out.setdefault(j.row, {}).setdefault(j.label, []).append(j.seed)
-    return {"total": total, "rows": out}
+    return out
 
 
 def _without_histories(data: dict) -> dict:
@@ -372,21 +372,25 @@ def render(data: dict, suite: Suite) -> str:
 
 
 def _missing_line(data: dict) -> list[str]:
-    """A header line naming the selected runs not made yet: a table filled over several
-    sittings says what it still lacks instead of leaving rows or seeds out silently."""
+    """A header line naming the selected runs not made yet (not trained, or trained but not
+    evaluated by a stage): a table filled over several sittings says what it still lacks
+    instead of leaving rows or seeds out silently."""
     missing = data.get("missing") or {}
-    rows = missing.get("rows") or {}
-    if not rows:
+    groups = [(what, missing.get(key) or {}) for what, key in
+              (("not trained", "rows"), ("trained, not yet evaluated", "unevaluated"))]
+    if not any(rows for _, rows in groups):
         return []
-    n = sum(len(seeds) for cells in rows.values() for seeds in cells.values())
 
-    def cell(label: str, seeds: list[int]) -> str:
-        return f"{label}: seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    def cell(row: str, label: str, seeds: list[int]) -> str:
+        name = row if label == row else f"{row} {label}"
+        return f"{name} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
 
-    parts = [f"{row} ({'; '.join(cell(label, seeds) for label, seeds in cells.items())})"
-             for row, cells in rows.items()]
+    n = sum(len(seeds) for _, rows in groups for cells in rows.values() for seeds in cells.values())
+    parts = [f"{what}: " + "; ".join(cell(row, label, seeds) for row, cells in rows.items()
+                                     for label, seeds in cells.items())
+             for what, rows in groups if rows]
     return [f"- not yet run: {n} of the {missing['total']} runs selected, so the rows below show "
-            f"the seeds done: {', '.join(parts)}"]
+            f"the seeds done. {'. '.join(parts)}"]
 
 
 def _record_line(data: dict) -> list[str]:
