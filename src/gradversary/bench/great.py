@@ -35,7 +35,8 @@ class Robustness:
     """After training: every run's deployed model under GREAT's Table 1 attacks, PGD, APGD,
     Square, transfer from the ERM run of its group and seed, and the gradient-masking checks
     (:mod:`gradversary.analysis.robustness`); kept in the run directory and in the records, and
-    reused while the settings are unchanged. Plots of each group (not with ``report_only``).
+    reused while the settings are unchanged. Plots of each group (with ``report_only`` only
+    while the run directories are there).
     A diverged run (``keep_diverged``) is not evaluated; the table says where it stopped."""
 
     def after(self, run: BenchRun) -> dict:
@@ -71,20 +72,25 @@ class Robustness:
 
 
 def _plots(run: BenchRun, gname: str, jobs) -> dict[str, str]:
-    """Accuracy against eps and saliency maps of the group's rows (the plot files already
-    beside the results with ``report_only``)."""
+    """Accuracy against eps and saliency maps of the group's rows. With ``report_only`` they
+    are drawn again when every row's first run directory still has its checkpoint (the
+    saliency maps need the models; nothing is trained or attacked), else the plot files
+    already beside the results are named."""
     stem = run.results.with_name(run.results.stem + f"_{gname}")
-    if run.report_only:
-        return {k: f"{stem.name}_{s}.png" for k, s in (("accuracy_vs_eps", "eps"), ("saliency", "saliency"))
-                if stem.with_name(f"{stem.name}_{s}.png").exists()}
     titles = {r.name: r.title for r in run.suite.rows}
     runs: dict[str, list] = {}
     for j in (j for j in jobs if "robustness" in j.extra):
         runs.setdefault(titles[j.row], []).append((j.run_dir, j.extra["robustness"]))
+    models = all((pairs[0][0] / "checkpoints" / "last.pt").exists() for pairs in runs.values())
+    if run.report_only and not (runs and models):
+        return {k: f"{stem.name}_{s}.png" for k, s in (("accuracy_vs_eps", "eps"), ("saliency", "saliency"))
+                if stem.with_name(f"{stem.name}_{s}.png").exists()}
     if not runs:
         return {}
+    seeds = sorted({j.seed for j in jobs if "robustness" in j.extra})
     return compare_plots(runs, _settings(run, run.group_of(jobs[0])), stem,
-                         f"mean over seeds {', '.join(map(str, run.seeds))}", run.data_root)
+                         f"mean over seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}",
+                         run.data_root)
 
 
 @STAGES.register("step_time")
