@@ -134,6 +134,9 @@ def test_bench_writes_tables_and_reuses_runs_and_evaluations(tmp_path):
     assert "Methods that pass every measured check" in text and "seeds: 0, 1" in text
     assert "commit:" in text and "versions:" in text and "wall time" in text and " ± " in text
     great = rows["a_great"]["runs"]["a_great"]
+    cost = next(line for line in text.split("### Cost")[1].splitlines() if line.startswith("| GREAT |"))
+    minutes = sum(r["robustness"]["wall_time_s"] for r in great) / 2 / 60
+    assert cost == f"| GREAT | 4 | {sum(r['wall_time_s'] for r in great) / 2 / 60:.1f} | {minutes:.1f} | 2 |"
     assert len(great) == 2 and great[0]["robustness"]["transfer_from"].endswith("a_erm-s0")
     assert rows["a_erm"]["runs"]["a_erm"][0]["robustness"]["transfer_from"] is None
     run0 = tmp_path / "runs" / "full" / "a_great" / "a_great-s0"

@@ -156,12 +156,36 @@ def defense_table(data: dict, suite) -> list[str]:
                       *(f"- {labels[k]}, seed {r['seed']}: diverged at step {r['diverged']['step']:,} "
                         f"({r['diverged']['reason']})" for k, rs in diverged.items() for r in rs), ""]
         lines += _reference(rows, suite.notes)
+        lines += _cost(every, runs, labels)
         runs = {k: rs for k, rs in runs.items() if rs}
         if runs:
             lines += _checks(runs, methods, labels, suite.notes)
         if stage["plots"]:
             lines += ["### Figures", "", *(x for k, f in stage["plots"].items() for x in (f"![{k}]({f})", ""))]
     return lines
+
+
+def _minutes(seconds: list[float]) -> str:
+    return "–" if not seconds else f"{sum(seconds) / len(seconds) / 60:.1f}"
+
+
+def _cost(every: dict, runs: dict, labels: dict) -> list[str]:
+    """What a row costs to refill: a run's training and its attacks, in minutes of one thread."""
+    table = []
+    for k, rs in every.items():
+        train = [r["wall_time_s"] for r in rs if r.get("wall_time_s") and not r.get("diverged")]
+        attack = [r["robustness"]["wall_time_s"] for r in runs[k] if r["robustness"].get("wall_time_s")]
+        if train or attack:
+            steps = sorted({r["steps"] for r in rs if r.get("steps") and not r.get("diverged")})
+            table.append([labels[k], ", ".join(f"{s:,}" for s in steps) or "–", _minutes(train),
+                          _minutes(attack), str(len(rs))])
+    if not table:
+        return []
+    return ["### Cost", "",
+            "Wall time of one run, mean over the seeds done, on one thread (so its CPU time; these "
+            "machines ran other jobs beside it, so read it as an upper bound): the training and the "
+            "evaluation under every attack above.", "",
+            markdown_table(["method", "steps", "training (min)", "attacks (min)", "runs"], table), ""]
 
 
 def _checks(runs: dict, methods: dict, labels: dict, notes: dict) -> list[str]:
