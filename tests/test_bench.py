@@ -520,3 +520,30 @@ def test_results_json_leaves_the_histories_to_the_records(tmp_path):
     assert "history" not in run and "final" in run and "selection" in run
     rec = json.loads(next((tmp_path / "r_runs").rglob("DANN-s0.json")).read_text())
     assert rec["summary"]["history"]
+
+
+def test_methods_table_contrasts_an_ablation_with_its_reference_row():
+    """``contrast``: every row's difference from the reference row in points, the most harmful
+    first, with the spread of the reference's last three evaluations (by hand)."""
+    from gradversary.report.uda_tables import methods_table
+
+    def run(last, sel, evals=()):
+        return {"final": {"target_test_acc": last}, "selection": {"criterion": "dev",
+                "metrics": {"target_test_acc": sel}}, "history": [{"step": i, "target_test_acc": a}
+                                                                  for i, a in enumerate(evals)]}
+
+    rows = {"port": {"group": "port", "title": "the port", "paper": {},
+                     "runs": {"DANN": [run(0.70, 0.60, (0.5, 0.66, 0.70, 0.64)), run(0.80, 0.70, (0.78, 0.80))]}},
+            "a": {"group": "port", "title": "no dropout", "paper": {}, "runs": {"DANN": [run(0.40, 0.45)]}},
+            "b": {"group": "port", "title": "AdaBN", "paper": {}, "runs": {"DANN": [run(0.85, 0.80)]}},
+            "c": {"group": "port", "title": "source-only", "paper": {}, "runs": {"source-only": [run(0.5, 0.5)]}}}
+    suite = load_suite("mnistm_bn", SPECS)
+    suite.settings["methods"]["validators"] = "snd+source_val"  # no scores: that column is n/a
+    text = "\n".join(methods_table({"rows": rows, "seeds": [0, 1]}, suite))
+    # the port: last 0.75, selected 0.65; its last three evaluations span 0.06 and 0.02 -> 4.0 points
+    assert "Each row against **the port**" in text and "span 4.0 points" in text
+    table = text.split("Each row against")[1].splitlines()
+    body = [line for line in table if line.startswith("| ") and not line.startswith("| change")]
+    assert body == ["| no dropout | -20.0 | n/a | -35.0 | 1 |",
+                    "| source-only (source-only) | -15.0 | n/a | -25.0 | 1 |",
+                    "| AdaBN | +15.0 | n/a | +10.0 | 1 |"]

@@ -157,6 +157,42 @@ def _wins(rows: list[dict], baseline: str, columns: list[str], criterion: str,
             f"is above {baseline}, in each honest column:", "", markdown_table(cols, out)]
 
 
+def _contrast(ref: dict, rows: list[dict], criterion: str) -> list[str]:
+    """An ablation's verdict: each row's change from the reference row ``ref`` (its first
+    cell), in points of the seed means, in each honest column, the most harmful change first;
+    and how much the reference's own evaluations move near the end (the range of its last three
+    evaluations, mean over seeds), the scale below which a one-seed difference is noise."""
+    columns = ("selected", "validators", "last")
+    base_runs = next(iter(ref["runs"].values()), [])
+
+    def mean(runs: list[dict], column: str) -> float | None:
+        vals = [v for r in runs if (v := _honest(r, column, criterion)) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    base = {c: mean(base_runs, c) for c in columns}
+    table = []
+    for d in rows:
+        if d is ref:
+            continue
+        for label, runs in d["runs"].items():
+            deltas = [None if (m := mean(runs, c)) is None or base[c] is None else 100 * (m - base[c])
+                      for c in columns]
+            table.append((deltas, [d["title"] + ("" if label == next(iter(ref["runs"]), label) else f" ({label})"),
+                                   *("n/a" if x is None else f"{x:+.1f}" for x in deltas),
+                                   str(len(runs))]))
+    if not table or not base_runs:
+        return []
+    table.sort(key=lambda t: (t[0][2] is None, t[0][2] if t[0][2] is not None else 0.0))
+    spans = [max(a) - min(a) for r in base_runs
+             if len(a := [h["target_test_acc"] for h in r.get("history", [])[-3:] if h.get("target_test_acc") is not None]) > 1]
+    noise = (f" The reference's own last three evaluations span {100 * sum(spans) / len(spans):.1f} points "
+             "(mean over its seeds): a one-seed difference below that is within its noise." if spans else "")
+    names = {"validators": f"selected ({criterion})", "selected": "selected (run's criterion)", "last": "last step"}
+    return [f"Each row against **{ref['title']}**: the difference of the seed means in points (negative: "
+            f"the change costs accuracy), the most harmful change first.{noise}", "",
+            markdown_table(["change", *(names[c] for c in columns), "seeds"], [r for _, r in table])]
+
+
 @TABLES.register("methods")
 def methods_table(data: dict, suite) -> list[str]:
     """One table a group; a line for every (task, method) with runs.
@@ -166,7 +202,8 @@ def methods_table(data: dict, suite) -> list[str]:
     null: no reference column),
     ``baseline`` and ``honest`` (if a baseline label is given, each group ends with every
     method's mean and its count of tasks above the baseline in the honest column:
-    ``validators``, ``selected`` or ``last``).
+    ``validators``, ``selected`` or ``last``), ``contrast`` (a row name: each group of an
+    ablation ends with every other row's difference from that row, see :func:`_contrast`).
     """
     settings = suite.settings.get("methods", {})
     criterion = settings.get("validators", DEFAULT_VALIDATORS)
@@ -201,6 +238,8 @@ def methods_table(data: dict, suite) -> list[str]:
             if "baseline" in settings:
                 lines += _wins(rows, settings["baseline"], settings.get("honest", ["validators", "last"]),
                                criterion, ref_title)
+            if settings.get("contrast") in data["rows"]:
+                lines += _contrast(data["rows"][settings["contrast"]], rows, criterion)
     total = sum(r.get("wall_time_s", 0.0) for r in runs_all)
     lines += [f"Total run time: {total / 3600:.2f} h over {len(runs_all)} runs (one thread each).", ""]
     if suite.reference:
