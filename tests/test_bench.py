@@ -536,7 +536,7 @@ def test_methods_table_contrasts_an_ablation_with_its_reference_row():
                      "runs": {"DANN": [run(0.70, 0.60, (0.5, 0.66, 0.70, 0.64)), run(0.80, 0.70, (0.78, 0.80))]}},
             "a": {"group": "port", "title": "no dropout", "paper": {}, "runs": {"DANN": [run(0.40, 0.45)]}},
             "b": {"group": "port", "title": "AdaBN", "paper": {}, "runs": {"DANN": [run(0.85, 0.80)]}},
-            "c": {"group": "port", "title": "source-only", "paper": {}, "runs": {"source-only": [run(0.5, 0.5)]}}}
+            "c": {"group": "port", "title": "the port's network", "paper": {}, "runs": {"source-only": [run(0.5, 0.5)]}}}
     suite = load_suite("mnistm_bn", SPECS)
     suite.settings["methods"]["validators"] = "snd+source_val"  # no scores: that column is n/a
     text = "\n".join(methods_table({"rows": rows, "seeds": [0, 1]}, suite))
@@ -545,5 +545,5 @@ def test_methods_table_contrasts_an_ablation_with_its_reference_row():
     table = text.split("Each row against")[1].splitlines()
     body = [line for line in table if line.startswith("| ") and not line.startswith("| change")]
     assert body == ["| no dropout | -20.0 | n/a | -35.0 | 1 |",
-                    "| source-only (source-only) | -15.0 | n/a | -25.0 | 1 |",
+                    "| the port's network (source-only) | -15.0 | n/a | -25.0 | 1 |",
                     "| AdaBN | +15.0 | n/a | +10.0 | 1 |"]

@@ -177,7 +177,8 @@ def _contrast(ref: dict, rows: list[dict], criterion: str) -> list[str]:
         for label, runs in d["runs"].items():
             deltas = [None if (m := mean(runs, c)) is None or base[c] is None else 100 * (m - base[c])
                       for c in columns]
-            table.append((deltas, [d["title"] + ("" if label == next(iter(ref["runs"]), label) else f" ({label})"),
+            same = label == next(iter(ref["runs"]), label) or label in d["title"]
+            table.append((deltas, [d["title"] + ("" if same else f" ({label})"),
                                    *("n/a" if x is None else f"{x:+.1f}" for x in deltas),
                                    str(len(runs))]))
     if not table or not base_runs:
