@@ -86,6 +86,22 @@ def test_fast_at_step_matches_wong_by_hand(alpha):
     assert float(out.metrics["pert_linf"]) <= eps + 1e-6
 
 
+def test_fast_at_unclipped_start_matches_wong_s_mnist_script_by_hand():
+    """``clip_start: false``: the gradient at the raw start x + U[-eps, eps] (outside [0, 1] at
+    the box corners), only the step's result clipped to the ball and the box."""
+    eps, a = 0.3, 0.375
+    m, x, y = _setup("fast_at", eps=eps, alpha=a, clip_start=False)
+    torch.manual_seed(5)
+    x0 = x + (-eps + 2 * eps * torch.rand(x.shape))
+    assert float(x0.min()) < 0.0 and float(x0.max()) > 1.0  # the test can tell the two apart
+    x_adv = _clip(x0 + a * _input_grad(m.model, x0, y).sign(), x, eps)
+    torch.manual_seed(5)
+    _compare(m, x, y, x_adv)
+    # at a pixel of 0, a step up keeps a random size below eps; clipped first, it is always eps
+    up = (x == 0) & (x_adv > 0)
+    assert up.any() and float(x_adv[up].min()) < eps - 0.01
+
+
 def test_options_are_checked():
     model = create_model("mlp", (2,), 2, hidden=[3])
     for name, bad in (("pgd_at", {"eps": 1.5}), ("pgd_at", {"steps": 0}), ("fast_at", {"alpha": -1.0})):

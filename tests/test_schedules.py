@@ -36,6 +36,17 @@ def test_poly_and_ramp_mirror_each_other():
         assert Poly(0.9).step(p) + PolyRamp(0.9).step(p) == pytest.approx(1.0)
 
 
+def test_cyclic_is_wong_et_al_s_triangle():
+    # numpy.interp(t, [0, 4, 10], [0, 5e-3, 0]) of their MNIST script, at t = 10 p epochs
+    from gradversary.schedules import Cyclic
+
+    c = Cyclic(peak=0.4, scale=5e-3)
+    for t, lr in ((0.0, 0.0), (1.0, 1.25e-3), (4.0, 5e-3), (7.0, 2.5e-3), (10.0, 0.0)):
+        assert c.step(t / 10) == pytest.approx(lr, abs=1e-15)
+    with pytest.raises(ValueError, match="peak"):
+        Cyclic(peak=1.0)
+
+
 def test_schedule_state_round_trip_and_clamp():
     s = DANNLambda()
     s.step(1.7)

@@ -23,7 +23,7 @@ from .registry import Registry
 
 __all__ = [
     "Schedule", "IterationSchedule", "Constant", "DANNLambda", "WarmStartLambda", "InverseDecay",
-    "InverseDecaySteps", "Poly", "PolyRamp", "SCHEDULES", "create_schedule",
+    "InverseDecaySteps", "Poly", "PolyRamp", "Cyclic", "SCHEDULES", "create_schedule",
 ]
 
 SCHEDULES = Registry("schedule")
@@ -257,6 +257,34 @@ class PolyRamp(Schedule):
 
     def value_at(self, p: float) -> float:
         return self.max * (1.0 - (1.0 - p) ** self.power)
+
+
+@dataclass
+class CyclicConfig:
+    peak: float = 0.4
+    scale: float = 1.0
+
+
+@SCHEDULES.register("cyclic", CyclicConfig)
+class Cyclic(Schedule):
+    """One triangle: scale * p / peak up to ``peak``, then down to 0 at p = 1.
+
+    Wong, Rice & Kolter's "cyclic" learning rate ("Fast is better than free", ICLR 2020): 0 to
+    its maximum over the first 2/5 of training, then linearly back to 0 (peak 0.4). As an LR
+    schedule it multiplies the optimiser's lr, which is then the maximum. The engine reads it
+    at p = step / total before each step, so the first step has lr 0.
+    """
+
+    def __init__(self, peak: float = 0.4, scale: float = 1.0):
+        super().__init__()
+        if not 0.0 < float(peak) < 1.0:
+            raise ValueError(f"peak must be in (0, 1), got {peak}")
+        self.peak = float(peak)
+        self.scale = float(scale)
+
+    def value_at(self, p: float) -> float:
+        rise = p / self.peak if p <= self.peak else (1.0 - p) / (1.0 - self.peak)
+        return self.scale * rise
 
 
 def create_schedule(spec: dict | None, default: str = "constant") -> Schedule:

@@ -3,12 +3,18 @@
 Wong, Rice & Kolter, "Fast is better than free: Revisiting adversarial training", ICLR 2020
 (arXiv:2001.03994), Algorithm 3 ("FGSM adversarial training with random initialization"):
 
-    delta ~ U[-eps, eps]^d,  then clipped so that x + delta lies in [0, 1]
+    delta ~ U[-eps, eps]^d,  then (``clip_start``) clipped so that x + delta lies in [0, 1]
     delta <- clip_[-eps, eps](delta + alpha sign(grad_delta CE(f(x + delta), y))),
-             again clipped so that x + delta lies in [0, 1]
+             then clipped so that x + delta lies in [0, 1]
     theta <- theta - lr grad_theta CE(f(x + delta), y)
 
-with alpha = 1.25 eps (the paper's choice; 0.375 at the MNIST eps 0.3). Unlike the paper's
+with alpha = 1.25 eps (the paper's choice; 0.375 at the MNIST eps 0.3). The paper's Algorithm 3
+clips nowhere; its code clips the result to the image domain, and the start too in its CIFAR-10
+script but not in its MNIST one (locuslab/fast_adversarial, MNIST/train_mnist.py), whose
+gradient is taken at the unclipped x + delta. On MNIST this matters: most pixels are 0 or 1,
+where a start clipped to [0, 1] followed by a step alpha > eps lands on the same two values
+(0 or eps) as FGSM without a random start, so the random start no longer randomises the
+training point there; unclipped, a step towards the image keeps a random size. Unlike the paper's
 FGSM 50/50 baseline (:mod:`gradversary.methods.adversarial_training`), the step is trained on
 the adversarial batch only, and the random start is what keeps a single step from
 "catastrophic overfitting". delta is a constant for the weight update.
@@ -37,10 +43,13 @@ class FastATConfig:
     Args:
         eps: L-infinity radius on [0, 1] inputs (MNIST: 0.3).
         alpha: the FGSM step; ``None`` means 1.25 eps (Wong et al.).
+        clip_start: clip the random start to [0, 1] before the gradient (Wong et al.'s CIFAR-10
+            code); ``False`` takes the gradient at the unclipped start (their MNIST code).
     """
 
     eps: float = 0.3
     alpha: float | None = None
+    clip_start: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eps <= 1.0:
@@ -77,7 +86,9 @@ class FastAdversarialTraining(Method):
     def forward(self, batch: Batch) -> MethodOutput:
         x, y, eps = batch.x_s.detach(), batch.y_s, self.cfg.eps
         lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
-        x0 = torch.minimum(torch.maximum(x + uniform_like(x, -eps, eps, None), lo), hi)
+        x0 = x + uniform_like(x, -eps, eps, None)
+        if self.cfg.clip_start:
+            x0 = torch.minimum(torch.maximum(x0, lo), hi)
         x0.requires_grad_(True)
         with eval_mode(self.model), torch.enable_grad():
             (g,) = torch.autograd.grad(F.cross_entropy(self.model(x0), y, reduction="sum"), x0)
