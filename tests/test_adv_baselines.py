@@ -125,3 +125,21 @@ def test_each_convergence_config_trains_two_steps_from_the_cli(tmp_path, path):
     assert 0.0 <= json.loads(summary.read_text())["final"]["source_test_acc"] <= 1.0
     records = [json.loads(line) for line in (summary.parent / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) for r in records if r["kind"] == "train")
+
+
+def test_small_cnn_is_wong_et_al_s_and_madry_et_al_s_mnist_network():
+    """The defaults are Wong et al.'s ``mnist_net`` (parameters counted by hand); Madry et al.'s
+    settings give their 3.27 M-parameter network."""
+    wong = create_model("small_cnn", (1, 28, 28), 10)
+    # conv 1->16 4x4: 16*16 + 16; conv 16->32 4x4: 32*256 + 32; FC 1568->100; FC 100->10
+    assert sum(p.numel() for p in wong.parameters()) == 272 + 8224 + 156900 + 1010
+    convs = [m for m in wong.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.stride, c.padding) for c in convs] == [((4, 4), (2, 2), (1, 1))] * 2
+    madry = create_model("small_cnn", (1, 28, 28), 10, channels=[32, 64], kernel=5, stride=1,
+                         padding=2, pool=True, hidden=[1024])
+    # conv 1->32 5x5: 832; conv 32->64 5x5: 51264; FC 3136->1024: 3212288; FC 1024->10: 10250
+    assert sum(p.numel() for p in madry.parameters()) == 832 + 51264 + 3212288 + 10250
+    x = torch.rand(3, 1, 28, 28)
+    assert wong(x).shape == (3, 10) and wong.features(x).shape == (3, 100)
+    with pytest.raises(ValueError, match="kernel"):
+        create_model("small_cnn", (1, 28, 28), 10, stride=0)
