@@ -213,6 +213,22 @@ def test_paper_ordering_verdicts_follow_the_margins():
     assert len(text) == 1 and text[0].startswith("prob far above the baseline")
 
 
+def test_standing_names_each_family_s_best_row_by_its_worst_case():
+    from gradversary.report.great_tables import standing
+
+    means = {"erm": {"worst_case": 1.0, "clean": 99.0}, "g": {"worst_case": 0.5, "clean": 99.1},
+             "gg": {"worst_case": 20.0, "clean": 98.0}, "pgd": {"worst_case": 85.0, "clean": 98.5},
+             "f1": {"worst_case": 2.0}, "f2": {"worst_case": 70.0, "clean": 97.0}, "div": {}}
+    methods = {"erm": "erm", "g": "great", "gg": "great_greace", "pgd": "pgd_at", "f1": "fast_at",
+               "f2": "fast_at", "div": "greace"}
+    labels = {k: k.upper() for k in methods}
+    assert standing(means, methods, labels) == (
+        "Worst case over every attack, the best row of each family (clean accuracy beside): "
+        "GREAT's family 20.0 (GG), clean 98.0; PGD-AT 85.0, clean 98.5; fast AT 70.0 (F2), "
+        "clean 97.0; the baseline 1.0, clean 99.0.")
+    assert standing({"erm": means["erm"]}, {"erm": "erm"}, labels) == ""  # no GREAT row: nothing
+
+
 def test_apgd_columns_enter_the_table_the_worst_case_and_the_masking_checks():
     from gradversary.analysis.robustness import render_run
 

@@ -106,6 +106,29 @@ def _reference(rows: dict, notes: dict) -> list[str]:
                                                for k, p in refs.items()])]
 
 
+#: the method families compared by :func:`standing`, in the order of its sentence
+FAMILIES = {"GREAT's family": ("great", "greace", "great_greace"), "PGD-AT": ("pgd_at",),
+            "fast AT": ("fast_at",), "FGSM 50/50": ("adversarial_training",), "the baseline": ("erm",)}
+
+
+def standing(means: dict[str, dict], methods: dict[str, str], labels: dict[str, str]) -> str:
+    """Where GREAT's family stands against the adversarial-training baselines at one eps: the
+    best row of each family by its worst case (the honest figure), with its clean accuracy."""
+    parts = []
+    for family, names in FAMILIES.items():
+        rows = [r for r, m in methods.items() if m in names and (means.get(r) or {}).get("worst_case") is not None]
+        if rows:
+            best = max(rows, key=lambda r: means[r]["worst_case"])
+            clean = means[best].get("clean")
+            parts.append(f"{family} {means[best]['worst_case']:.1f}"
+                         + ("" if len(names) == 1 and len(rows) == 1 else f" ({labels[best]})")
+                         + ("" if clean is None else f", clean {clean:.1f}"))
+    if len(parts) < 2 or not parts[0].startswith("GREAT's family"):
+        return ""
+    return ("Worst case over every attack, the best row of each family (clean accuracy beside): "
+            + "; ".join(parts) + ".")
+
+
 @TABLES.register("great_defense")
 def defense_table(data: dict, suite) -> list[str]:
     """One section a group: a table an eps, FGSM-overstatement and paper-ordering sentences,
@@ -151,6 +174,8 @@ def defense_table(data: dict, suite) -> list[str]:
                 lines += [suite.notes["fgsm_gap"] + ": " + "; ".join(gaps) + ".", ""]
             if order := ordering(means, methods, labels):
                 lines += ["The paper's ordering at this eps:", "", *(f"- {o}" for o in order), ""]
+            if stand := standing(means, methods, labels):
+                lines += [stand, ""]
         if any(diverged.values()):
             lines += [suite.notes.get("diverged", "Runs stopped by the divergence watch (no figures):"), "",
                       *(f"- {labels[k]}, seed {r['seed']}: diverged at step {r['diverged']['step']:,} "
