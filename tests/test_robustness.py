@@ -300,3 +300,48 @@ def test_bench_shows_a_diverged_run_as_such_and_keeps_the_rest(tmp_path):
     shutil.rmtree(tmp_path / "runs")  # from the records alone: the same tables
     again, _ = _bench(tmp_path, suite, [0], report_only=True)
     assert again.split("### eps")[1].split("### Figures")[0] == text.split("### eps")[1].split("### Figures")[0]
+
+
+def test_robust_val_selects_by_pgd_error_on_held_out_source_and_the_attack_uses_its_pick(tmp_path):
+    """``selection.criterion: robust_val``: every evaluation's ``select_risk`` is the PGD error
+    on the first ``robust_n`` held-out source images (recomputed by hand from the saved pick),
+    ``best.pt`` keeps the lowest, and ``from_run_dir(checkpoint="selected")``, which the
+    robustness evaluation uses, loads it."""
+    import json
+
+    import pytest
+
+    from gradversary.attacks import PGD
+    from gradversary.attacks.evaluate import robust_accuracy
+    from gradversary.engine import Trainer, resolve_config
+    from gradversary.errors import ConfigError
+
+    cfg = _config(tmp_path, "fast_at", steps=12)
+    cfg["method"] = {"name": "fast_at", "eps": 0.1}
+    cfg["train"].update(eval_every=3)
+    cfg["selection"] = {"criterion": "robust_val", "robust_eps": 0.1, "robust_steps": 3, "robust_n": 7,
+                        "validators": "none"}
+    run = tmp_path / "run_rv"
+    (tmp_path / "rv.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "rv.yaml"), "--run-dir", str(run), "--no-progress"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "eval"]
+    risks = [e["select_risk"] for e in evals]
+    assert len(risks) == 4 and summary["selection"]["criterion"] == "robust_val"
+    assert len(set(risks)) > 1  # the evaluations differ: the pick means something
+    pick = summary["selection"]["step"]
+    assert pick == evals[risks.index(min(risks))]["step"]  # the first of the lowest
+    tr = Trainer.from_run_dir(run, checkpoint="selected")
+    assert tr.step == pick
+    val = tr.task.eval["source_val"]
+    acc = robust_accuracy(tr.method.model, PGD(0.1, 3, seed=tr.cfg.train.seed, early_stop=True),
+                          (val.x[:7], val.y[:7].long())).accuracy
+    assert 1.0 - acc == pytest.approx(min(risks))
+    last = Trainer.from_run_dir(run)
+    assert last.step == 12
+    if pick != 12:  # the selected weights are not the last ones
+        assert any(not torch.equal(a, b) for a, b in zip(tr.method.model.parameters(),
+                                                         last.method.model.parameters()))
+    with pytest.raises(ConfigError, match="robust_eps"):
+        resolve_config({**cfg, "selection": {"criterion": "robust_val"}})

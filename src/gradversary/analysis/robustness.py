@@ -399,7 +399,7 @@ def compare_plots(runs: dict[str, list[tuple[Path, dict]]], settings: Robustness
         return {}
     s, panels, images = settings, [], None
     for label, pairs in runs.items():
-        tr = Trainer.from_run_dir(pairs[0][0], data_root)
+        tr = Trainer.from_run_dir(pairs[0][0], data_root, checkpoint="selected")
         ev = tr.task.eval[s.split or ("target_test" if "target_test" in tr.task.eval else "source_test")]
         x, y = subsample(ev.x, ev.y, s.n, s.seed)
         images, y = x[:s.n_saliency].to(tr.device), y[:s.n_saliency].to(tr.device).long()
@@ -443,13 +443,15 @@ def _require_images(run_dir: Path, task, split: str) -> None:
 
 def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str | None = None,
                transfer_from: str | Path | None = None, command: str = "") -> dict[str, Any]:
-    """Evaluate a run directory's deployed model and write ``robustness.md`` / ``.json`` and
-    the plots into it. Returns the JSON content (with ``path`` of the Markdown file)."""
+    """Evaluate a run directory's deployed model (its selected checkpoint if it has a
+    selection criterion, e.g. ``robust_val``; else its last) and write ``robustness.md`` /
+    ``.json`` and the plots into it. Returns the JSON content (with ``path`` of the Markdown
+    file)."""
     from ..engine.trainer import Trainer
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    trainer = Trainer.from_run_dir(run_dir, data_root)
+    trainer = Trainer.from_run_dir(run_dir, data_root, checkpoint="selected")  # what the run deploys
     task = trainer.task
     split = settings.split or ("target_test" if "target_test" in task.eval else "source_test")
     if split not in task.eval:
@@ -463,7 +465,7 @@ def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str
         model = stack.enter_context(trainer.deployed()).model
         source = None
         if transfer_from is not None:
-            src = Trainer.from_run_dir(transfer_from, data_root)
+            src = Trainer.from_run_dir(transfer_from, data_root, checkpoint="selected")
             source = stack.enter_context(src.deployed()).model.to(dev)
         res = evaluate_model(model, x, y, task.num_classes, settings, (xt, yt), source)
         k = min(settings.n_saliency, len(y))

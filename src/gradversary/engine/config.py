@@ -151,8 +151,11 @@ class SelectionConfig:
     Args:
         criterion: ``last`` (the final model), ``source_val`` (error on held-out source),
             ``iwcv``, ``dev`` or ``dev_cv`` (importance-weighted source validation risk;
-            ``dev_cv`` calibrates its domain classifier, see :mod:`gradversary.selection`).
-            The selected checkpoint is kept as ``checkpoints/best.pt``.
+            ``dev_cv`` calibrates its domain classifier, see :mod:`gradversary.selection`),
+            or ``robust_val`` (error on held-out source under PGD at ``robust_eps``: the
+            early stopping of adversarial training, Rice et al. 2020, and Wong et al.'s guard
+            against catastrophic overfitting). The selected checkpoint is kept as
+            ``checkpoints/best.pt``.
         holdout: share of the source training set held out as ``source_val`` (default 0.1
             when a criterion is set, else 0).
         max_fit: examples per domain used to fit the criterion's domain classifier.
@@ -165,13 +168,19 @@ class SelectionConfig:
             ``all_cheap`` (every registered validator but reverse validation), ``none``, or
             a list of names (:mod:`gradversary.selection.validators`). Those that need the
             held-out source are skipped when ``holdout`` is 0. They never change training.
+        robust_eps: ``robust_val``'s L-infinity radius on [0, 1] inputs (required by it).
+        robust_steps: its PGD steps (step 2.5 eps / steps, one random start).
+        robust_n: the held-out source images it attacks (the first ones; at most the hold-out).
     """
 
-    criterion: Literal["last", "source_val", "iwcv", "dev", "dev_cv"] = "last"
+    criterion: Literal["last", "source_val", "iwcv", "dev", "dev_cv", "robust_val"] = "last"
     holdout: float | None = None
     max_fit: int = 2000
     rule: Literal["min", "one_se"] = "min"
     validators: str | list[str] = "all_cheap"
+    robust_eps: float | None = None
+    robust_steps: int = 10
+    robust_n: int = 500
 
     def __post_init__(self) -> None:
         resolve_validators(self.validators)
@@ -181,6 +190,12 @@ class SelectionConfig:
             raise ConfigError(f"selection.holdout must be in [0, 1), got {self.holdout}")
         if self.criterion != "last" and self.holdout == 0.0:
             raise ConfigError(f"selection.criterion {self.criterion!r} needs selection.holdout > 0")
+        if self.criterion == "robust_val" and not (self.robust_eps is not None and 0.0 < self.robust_eps <= 1.0):
+            raise ConfigError("selection.criterion robust_val needs selection.robust_eps in (0, 1], "
+                              f"got {self.robust_eps}")
+        if self.robust_steps < 1 or self.robust_n < 1:
+            raise ConfigError(f"selection.robust_steps and robust_n must be >= 1, got "
+                              f"{self.robust_steps} and {self.robust_n}")
 
 
 @dataclass

@@ -204,8 +204,15 @@ class Trainer:
                     lambda self, v: setattr(self.selector, "best", v))
 
     @classmethod
-    def from_run_dir(cls, run_dir: str | Path, data_root: str | None = None) -> Trainer:
-        """Rebuild a run from its ``config.yaml`` and load its last checkpoint (eval mode)."""
+    def from_run_dir(cls, run_dir: str | Path, data_root: str | None = None,
+                     checkpoint: str = "last") -> Trainer:
+        """Rebuild a run from its ``config.yaml`` and load its last checkpoint (eval mode).
+
+        ``checkpoint="selected"``: then the weights of the checkpoint its selection criterion
+        picked (``best.pt``; ``step`` becomes that checkpoint's), for a run that has one; a
+        run without a criterion keeps its last weights."""
+        if checkpoint not in ("last", "selected"):
+            raise ValueError(f"checkpoint must be 'last' or 'selected', got {checkpoint!r}")
         run_dir = Path(run_dir)
         if not (run_dir / "config.yaml").is_file():
             raise CheckpointError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
@@ -216,6 +223,15 @@ class Trainer:
         cfg.train.progress = False
         trainer = cls(cfg, run_dir=run_dir, data_root=data_root)
         trainer.load_state_dict(load_checkpoint(trainer.ckpt_path, map_location=trainer.device))
+        if checkpoint == "selected" and cfg.selection.criterion != "last":
+            if not trainer.best_path.exists():
+                raise CheckpointError(f"run {str(run_dir)!r} has a selection criterion but no "
+                                      f"{trainer.best_path.name}")
+            best = load_checkpoint(trainer.best_path, map_location=trainer.device)
+            trainer.method.load_state_dict(best["method"])
+            if trainer.ema is not None and "ema" in best:
+                trainer.ema.load_state_dict(best["ema"])
+            trainer.step = int(best["step"])
         trainer.method.eval()
         return trainer
 
@@ -319,7 +335,8 @@ class Trainer:
                 self._add_costs({"evaluation": time.perf_counter() - t0, "evaluations": 1})
                 # label-free: the unlabelled target training inputs and the held-out source
                 scores, seconds = self.selector.score(m.model.features, m.predict_logits,
-                                                      self.task.eval.get("source_val"), self.device)
+                                                      self.task.eval.get("source_val"), self.device,
+                                                      m.model)
                 self._add_costs(seconds)
                 return {**metrics, **scores}
         finally:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..data.task import DomainData
-from .criteria import checkpoint_risk
+from .criteria import checkpoint_risk, robust_risk
 from .validators import build_inputs, resolve_validators, score_validators
 
 __all__ = ["CheckpointSelector"]
@@ -41,13 +41,16 @@ class CheckpointSelector:
         max_fit: examples per domain for the criterion's fit and the validators' samples.
         seed: the run's seed (the subsets are drawn from their own generators).
         x_s, x_t: the source and target training inputs, (N_s, *) and (N_t, *).
+        robust: ``robust_val``'s ``(eps, steps, n)``.
     """
 
     def __init__(self, criterion: str, rule: str, validators: Any, max_fit: int, seed: int,
-                 x_s: Tensor, x_t: Tensor):
-        self.criterion, self.rule, self.seed = criterion, rule, seed
+                 x_s: Tensor, x_t: Tensor, robust: tuple[float, int, int] | None = None):
+        self.criterion, self.rule, self.seed, self.robust = criterion, rule, seed, robust
         self.best: dict[str, Any] = {}
-        if criterion != "last":
+        if criterion == "robust_val" and robust is None:
+            raise ValueError("robust_val needs robust=(eps, steps, n)")
+        if criterion not in ("last", "robust_val"):
             g = torch.Generator().manual_seed(seed + 104729)
             self.fit_s, self.fit_t = _subset(x_s, max_fit, g), _subset(x_t, max_fit, g)
         self.validators = resolve_validators(validators)
@@ -57,15 +60,18 @@ class CheckpointSelector:
 
     @classmethod
     def from_config(cls, selection: Any, seed: int, x_s: Tensor, x_t: Tensor) -> CheckpointSelector:
-        """From a run's ``selection`` section (criterion, rule, validators, max_fit)."""
+        """From a run's ``selection`` section (criterion, rule, validators, max_fit, robust_*)."""
         return cls(selection.criterion, selection.rule, selection.validators, selection.max_fit,
-                   seed, x_s, x_t)
+                   seed, x_s, x_t, (selection.robust_eps, selection.robust_steps, selection.robust_n)
+                   if selection.criterion == "robust_val" else None)
 
     def score(self, features: Callable[[Tensor], Tensor], logits: Callable[[Tensor], Tensor],
-              val: DomainData | None, device: torch.device) -> tuple[dict[str, float], dict[str, float]]:
+              val: DomainData | None, device: torch.device,
+              model: torch.nn.Module | None = None) -> tuple[dict[str, float], dict[str, float]]:
         """The validators' scores (``score_<name>``) and the criterion's ``select_risk``,
-        ``select_ess`` and ``select_se`` for the model given by ``features``/``logits``; and the
-        wall-clock seconds they took, by part. ``val`` is the held-out labelled source."""
+        ``select_ess`` and ``select_se`` for the model given by ``features``/``logits`` (the
+        module ``model`` itself for ``robust_val``'s attack); and the wall-clock seconds they
+        took, by part. ``val`` is the held-out labelled source."""
         metrics: dict[str, float] = {}
         seconds: dict[str, float] = {}
         if self.validators:
@@ -76,9 +82,17 @@ class CheckpointSelector:
             scores, seconds = score_validators(self.validators, inp)
             seconds = {"inputs": time.perf_counter() - t0 - sum(seconds.values()), **seconds}
             metrics.update(scores)
-        if self.criterion != "last":
+        if self.criterion == "robust_val":
+            if model is None:
+                raise ValueError("robust_val attacks the model: pass it to score()")
+            t0 = time.perf_counter()
+            eps, steps, n = self.robust
+            r = robust_risk(model, val.x[:n].to(device), val.y[:n].to(device), eps, steps, self.seed)
+            seconds["robust_val"] = time.perf_counter() - t0
+        elif self.criterion != "last":
             r = checkpoint_risk(self.criterion, features, logits, self.fit_s, self.fit_t, val.x,
                                 val.y, device)
+        if self.criterion != "last":
             metrics["select_risk"], metrics["select_ess"] = r["risk"], r["ess"]
             metrics["select_se"] = r["se"]
         return metrics, seconds
