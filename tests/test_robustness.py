@@ -156,6 +156,17 @@ def test_bench_writes_tables_and_reuses_runs_and_evaluations(tmp_path):
             "trained, not yet evaluated: a_great (seed 1)\n") in partial
 
 
+def test_a_row_attacked_on_its_own_takes_its_transfer_source_from_an_earlier_erm_run(tmp_path):
+    """``--only`` one row at a time: the ERM run of the group and seed, trained by an earlier
+    invocation into the same output directory, is still the transfer attack's source."""
+    suite = _suite(tmp_path, {"a": ([0.3], ["erm", "great"])})
+    _, rows = _bench(tmp_path, suite, [0], only="a_erm")
+    assert rows["a_erm"]["runs"]["a_erm"][0]["robustness"]["transfer_from"] is None
+    _, rows = _bench(tmp_path, suite, [0], only="a_great")
+    assert rows["a_great"]["runs"]["a_great"][0]["robustness"]["transfer_from"].endswith("a_erm-s0")
+    assert "transfer" in rows["a_great"]["runs"]["a_great"][0]["robustness"]["tables"]["0.3"]
+
+
 def test_bench_groups_get_their_own_sections_settings_and_labels(tmp_path):
     suite = _suite(tmp_path, {"one": ([0.1, 0.3], ["erm", "great"]), "two": ([0.2], ["erm", "great"])})
     text, rows = _bench(tmp_path, suite, [0])

@@ -11,6 +11,8 @@ is the first 300-step table), ``great_mtl.yaml`` (Table 4) and ``great_distill.y
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 from ..analysis.mtl import GAL_PLOTS, gal_plots
 from ..analysis.robustness import RobustnessSettings, compare_plots, load_or_attack
@@ -47,10 +49,8 @@ class Robustness:
             if j.summary.get("diverged"):
                 pass
             elif (j.run_dir / "checkpoints" / "last.pt").exists() and not run.report_only:
-                base = next((b for b in run.jobs if b.seed == j.seed and b.summary.get("method") == "erm"
-                             and not b.summary.get("diverged") and run.group_of(b) is run.group_of(j)), None)
-                todo.append((j, (j.run_dir, s, run.data_root,
-                                 base.run_dir if base is not None and base is not j else None, run.command)))
+                base = _transfer_source(run, j)
+                todo.append((j, (j.run_dir, s, run.data_root, base, run.command)))
             elif saved is not None and RobustnessSettings.from_saved(saved["settings"]).key_dict() == s.key_dict():
                 j.extra["robustness"] = saved["robustness"]
             else:
@@ -69,6 +69,22 @@ class Robustness:
                 out[gname] = {"settings": dataclasses.asdict(_settings(run, group)),
                               "plots": _plots(run, gname, jobs)}
         return out
+
+
+def _transfer_source(run: BenchRun, job) -> Path | None:
+    """The transfer attack's source for ``job``: the finished ERM run of its group and seed, in
+    this invocation or left in the output directory by an earlier one (``--only`` selects one
+    row at a time); ``None`` for the ERM run itself or when there is none yet."""
+    group = run.group_of(job)
+    for row in (r for r in run.suite.rows if run.suite.groups.get(r.group) is group):
+        for label in row.cells:
+            d = run.out_dir / run.variant / row.name / f"{label.replace(' ', '_')}-s{job.seed}"
+            if d == job.run_dir or not (d / "summary.json").is_file():
+                continue
+            summary = json.loads((d / "summary.json").read_text())
+            if summary.get("method") == "erm" and not summary.get("diverged") and (d / "checkpoints" / "last.pt").is_file():
+                return d
+    return None
 
 
 def _plots(run: BenchRun, gname: str, jobs) -> dict[str, str]:
