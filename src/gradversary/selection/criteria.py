@@ -61,7 +61,9 @@ def checkpoint_risk(criterion: str, features: Callable[[Tensor], Tensor],
         one-standard-error rule) and the importance weights' effective sample size (M for
         ``source_val``).
     """
-    if criterion not in CRITERIA[1:] or criterion == "robust_val":
+    if criterion == "robust_val":
+        raise ValueError("robust_val attacks the model itself: use robust_risk")
+    if criterion not in CRITERIA[1:]:
         raise ValueError(f"unknown selection criterion {criterion!r}; choose from {CRITERIA}")
     out = _apply(logits, source_val_x, device)
     y = source_val_y.to(out.device)
