@@ -78,7 +78,7 @@ def _transfer_source(run: BenchRun, job) -> Path | None:
     group = run.group_of(job)
     for row in (r for r in run.suite.rows if run.suite.groups.get(r.group) is group):
         for label in row.cells:
-            d = run.out_dir / run.variant / row.name / f"{label.replace(' ', '_')}-s{job.seed}"
+            d = run.run_dir(row.name, label, job.seed)
             if d == job.run_dir or not (d / "summary.json").is_file():
                 continue
             summary = json.loads((d / "summary.json").read_text())

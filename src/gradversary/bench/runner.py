@@ -170,7 +170,7 @@ class Job:
 
     @property
     def cell(self) -> str:
-        return f"{self.label.replace(' ', '_')}-s{self.seed}"
+        return f"{self.label.replace(' ', '_')}-s{self.seed}"  # the name BenchRun.run_dir uses
 
     def resolve(self, more: list[str] = ()) -> Any:
         """The resolved config of this job, named after its cell."""
@@ -206,6 +206,10 @@ class BenchRun:
     def variant(self) -> str:
         return self.size + "".join(f"-{self.options[k]}" for k, o in self.suite.options.items()
                                    if o.get("variant") and self.options[k] != o.get("default"))
+
+    def run_dir(self, row: str, label: str, seed: int) -> Path:
+        """Where the run of ``row``'s cell ``label`` at ``seed`` lives under ``out_dir``."""
+        return self.out_dir / self.variant / row / f"{label.replace(' ', '_')}-s{seed}"
 
     def group_of(self, job: Job) -> Group:
         return self.suite.groups[next(r.group for r in self.suite.rows if r.name == job.row)]
@@ -252,9 +256,9 @@ def _expand(run: BenchRun, only: str | None) -> list[Job]:
                 if not path.is_file():
                     raise ValueError(f"config {str(path)!r} of row {row.name} does not exist")
                 jobs.append(Job(row.name, label, seed, path, over))
-    dirs = {j.row: run.out_dir / run.variant / j.row / j.cell for j in reversed(jobs)}  # a row's (first) run
+    dirs = {j.row: run.run_dir(j.row, j.label, j.seed) for j in reversed(jobs)}  # a row's (first) run
     for j in jobs:  # {run_dir:ROW}: that row's run directory; the job trains after the others
-        j.run_dir = run.out_dir / run.variant / j.row / j.cell
+        j.run_dir = run.run_dir(j.row, j.label, j.seed)
         j.waits = any("{run_dir:" in o for o in j.overrides)
         j.overrides = [re.sub(r"\{run_dir:(\w+)\}", lambda m: str(dirs[m[1]]), o) for o in j.overrides]
     return jobs
@@ -324,8 +328,9 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
     run.jobs = trained = [j for j in run.jobs if j.summary is not None]
     stage_out |= _stages(run, "after")  # a stage may leave out runs it has no result for
     data = _results_json(run, stage_out, time.perf_counter() - t0)
+    kept = {id(j) for j in run.jobs}  # by identity: Job's dataclass equality compares every field
     data["missing"] = {"total": total, "rows": _by_row(missing),
-                       "unevaluated": _by_row([j for j in trained if j not in run.jobs])}
+                       "unevaluated": _by_row([j for j in trained if id(j) not in kept])}
     atomic_write_text(results.with_suffix(".json"), json.dumps(_without_histories(data), indent=1) + "\n")
     atomic_write_text(results, render(data, suite))
     return results

@@ -167,7 +167,7 @@ def _contrast(ref: dict, rows: list[dict], criterion: str) -> list[str]:
 
     def mean(runs: list[dict], column: str) -> float | None:
         vals = [v for r in runs if (v := _honest(r, column, criterion)) is not None]
-        return sum(vals) / len(vals) if vals else None
+        return mean_std(vals)[0] if vals else None
 
     base = {c: mean(base_runs, c) for c in columns}
     table = []
