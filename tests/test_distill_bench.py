@@ -13,8 +13,12 @@ DATA = ROOT.parent / "shared" / "data"
 METHODS = {"erm": "Baseline (ERM)", "kd": "Distillation (KD)", "sobolev": "Sobolev", "great_distill": "GREAT"}
 
 
-def _summary(acc, steps=10, wall=2.0):
-    return {"final": {"source_test_acc": acc}, "steps": steps, "wall_time_s": wall}
+def _summary(acc, steps=10, wall=2.0, before=None):
+    """A run's summary; ``before``: the test accuracy at the evaluation before the last."""
+    out = {"final": {"source_test_acc": acc}, "steps": steps, "wall_time_s": wall}
+    if before is not None:
+        out["history"] = [{"step": 5, "source_test_acc": before}, {"step": 10, "source_test_acc": acc}]
+    return out
 
 
 def test_verdict_states_whether_great_is_best_in_the_sparse_regime():
@@ -33,7 +37,8 @@ def test_results_file_has_table_3_layout_teacher_and_timing(monkeypatch):
     rows = {"teacher": {"title": "Teacher", "group": "teacher", "paper": {},
                         "runs": {"teacher": [{"final": {"source_test_acc": 0.7}}]}}}
     for m in METHODS:
-        rows[f"{m}_dense"] = {"group": "dense", "runs": {f"{m}_dense": [_summary(0.5), _summary(0.52)]}}
+        rows[f"{m}_dense"] = {"group": "dense", "runs": {f"{m}_dense": [_summary(0.5, before=0.49),
+                                                                        _summary(0.52, before=0.54)]}}
         rows[f"{m}_sparse"] = {"group": "sparse", "runs": {f"{m}_sparse": [_summary(a) for a in sparse[m]]}}
     timing = {"seconds_per_step": {"erm_dense": 0.1, "kd_dense": 0.2, "sobolev_dense": 0.5,
                                    "great_distill_dense": 0.8}, "steps": 3, "batch_size": 128, "threads": 1}
@@ -44,8 +49,18 @@ def test_results_file_has_table_3_layout_teacher_and_timing(monkeypatch):
     assert "CIFAR-10 (JPEG subset)" in text and "70.00%" in text and "resnet_small" in text
     for label in METHODS.values():
         assert f"| {label} |" in text
-    assert "| GREAT | 51.00 ± 1.41 | 36.00 ± 0.00 | 85.72 / 66.55 |" in text
+    # dense: +1 and -2 points over the last interval, mean -0.50; sparse runs keep no history
+    assert "| GREAT | 51.00 ± 1.41 | 36.00 ± 0.00 | -0.50 | – | 85.72 / 66.55 |" in text
     assert "step-time ratio: 4.00" in text and "holds" in text
+    del rows["teacher"]  # students rendered before the teacher's record exists: no crash
+    assert "(not yet trained)" in render(data, load_suite("great-distill"))
+
+
+def test_last_interval_change_reads_the_history_in_points():
+    assert gd.last_interval_change(_summary(0.61, before=0.6)) == pytest.approx(1.0)
+    assert gd.last_interval_change(_summary(0.61)) is None
+    one = {"history": [{"step": 1, "source_test_acc": 0.5}, {"step": 2, "target_test_acc": 0.4}]}
+    assert gd.last_interval_change(one) is None  # only one evaluation carries the key
 
 
 @pytest.mark.slow

@@ -114,7 +114,7 @@ def test_missing_or_corrupt_cifar_file_names_file_checksum_and_source(tmp_path):
 
 needs_data = pytest.mark.skipif(not (DATA / "cifar10_jpeg_q75_subset.npz").is_file(),
                                 reason=f"no CIFAR-10 (JPEG subset) at {DATA}")
-TINY = ["train.steps=2", "train.batch_size=8", "train.eval_every=0", "train.threads=1",
+TINY = ["train.epochs=null", "train.steps=2", "train.batch_size=8", "train.eval_every=0", "train.threads=1",
         "data.max_test=20", "data.fraction=null", "data.per_class=2"]
 
 
@@ -130,12 +130,13 @@ def tiny_teacher(tmp_path_factory) -> Path:
 
 
 @needs_data
-@pytest.mark.parametrize("config", sorted(p.stem for p in CONFIGS.glob("*_*.yaml")))
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(CONFIGS).with_suffix(""))
+                                           for p in [*CONFIGS.glob("*_*.yaml"), *CONFIGS.glob("short/*_*.yaml")]))
 def test_each_distillation_config_trains_two_steps_from_yaml(tmp_path, tiny_teacher, config):
     from gradversary.cli.main import main
 
-    run = tmp_path / config
-    extra = [] if config.startswith("erm") else [f"method.teacher_run={tiny_teacher}"]
+    run = tmp_path / config.replace("/", "_")
+    extra = [] if Path(config).name.startswith("erm") else [f"method.teacher_run={tiny_teacher}"]
     assert main(["train", str(CONFIGS / f"{config}.yaml"), "--run-dir", str(run), "--no-progress",
                  "--data-root", str(DATA), *TINY, *extra]) == 0
     summary = json.loads((run / "summary.json").read_text())

@@ -19,7 +19,9 @@ or ``train.divergence`` existed still matches a config that leaves them at their
 no longer matches one that sets them otherwise. The same holds inside nested ``{name: ...}``
 specs (a schedule's new option). It is implemented by resolving the record's config again with
 today's code (which fills each missing key with its default, recursively) and comparing it with
-today's resolved config; keys that set only how fast a run goes are left out of the comparison.
+today's resolved config; keys that set only how fast a run goes, or where its directory goes by
+default (``out_dir``: a benchmark always names the run directory itself), are left out of the
+comparison.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ __all__ = ["RunRecords", "canonical_config", "same_config"]
 
 def canonical_config(cfg: Any) -> dict:
     """A config (``Config`` or a dict as saved) as a plain dict, re-resolved and without the
-    keys that set how fast a run goes, not what it computes (the progress bar, the thread
-    count: ``train.threads`` became ``auto`` by default after most records were made).
+    keys that set how fast a run goes or where it is written, not what it computes (the progress
+    bar, the thread count: ``train.threads`` became ``auto`` by default after most records were
+    made; ``out_dir``, the default parent of a run directory, which a benchmark never uses).
 
     Raises:
         ValueError: a saved config that no longer resolves.
@@ -49,6 +52,7 @@ def canonical_config(cfg: Any) -> dict:
     d = yaml.safe_load(yaml.safe_dump(d, sort_keys=False))
     for key in ("progress", "threads"):
         d.get("train", {}).pop(key, None)
+    d.pop("out_dir", None)
     return d
 
 

@@ -51,7 +51,7 @@ class CIFAR10JPEGConfig:
         max_test: keep the first ``max_test`` test images (interleaved by class, so balanced
             when a multiple of 10); null keeps all 2,000.
         hflip_copies: add a horizontally mirrored copy of every kept training image (a fixed,
-            not a per-batch, augmentation: the engine has no per-batch transforms).
+            not a per-batch, augmentation; ``train.augment`` flips and crops per batch).
     """
 
     fraction: float | None = None

@@ -144,7 +144,7 @@ def _bind(schedules: dict[str, Schedule], total_steps: int) -> dict[str, Schedul
 
 
 #: per-evaluation figures kept in the summary's ``history``
-_HISTORY_KEYS = ("step", "source_val_acc", "target_test_acc", "select_risk", "select_se", "select_ess")
+_HISTORY_KEYS = ("step", "source_val_acc", "source_test_acc", "target_test_acc", "select_risk", "select_se", "select_ess")
 #: ... and the label-free validators' scores (``score_<name>``)
 _HISTORY_PREFIXES = ("score_",)
 

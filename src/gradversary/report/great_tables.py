@@ -275,7 +275,8 @@ def mtl_table(data: dict, suite) -> list[str]:
 @TABLES.register("great_distill")
 def distill_table(data: dict, suite) -> list[str]:
     """Table 3's layout (rows ``<method>_<regime>``): methods by regime beside the paper's,
-    the verdict on the sparse regime, step times."""
+    each run's change over its last evaluation interval (is the budget converged?), the
+    verdict on the sparse regime, step times."""
     rows, notes = data["rows"], suite.notes
     regimes = {g: grp.title for g, grp in suite.groups.items() if g != "teacher"}
     methods = {r.vars["method"]: r for r in suite.rows if r.group == next(iter(regimes))}
@@ -283,19 +284,25 @@ def distill_table(data: dict, suite) -> list[str]:
             for m in methods for g in regimes}
     acc = {k: [100 * x["final"]["source_test_acc"] for x in v if "source_test_acc" in x.get("final", {})]
            for k, v in runs.items()}
+    drift = {k: [d for x in v if (d := last_interval_change(x)) is not None] for k, v in runs.items()}
     table = []
     for m, r in methods.items():
         per_step = [x["wall_time_s"] / x["steps"] for g in regimes for x in runs[m, g] if x.get("steps")]
         table.append([r.title, *(fmt_mean_std(acc[m, g], 2) if acc[m, g] else "n/a" for g in regimes),
+                      *(f"{statistics.fmean(drift[m, g]):+.2f}" if drift[m, g] else "–" for g in regimes),
                       " / ".join(f"{r.paper[g]:.2f}" for g in regimes),
                       f"{statistics.median(per_step):.3f}" if per_step else "n/a"])
     teacher = next(r for r in suite.rows if r.name == "teacher")
     model = read_config_file(Path(suite.config_dir) / teacher.cells["teacher"].config)["model"]
     extra = ", ".join(f"{k} {model[k]}" for k in ("widths", "blocks") if k in model)
-    t_acc = 100 * rows["teacher"]["runs"]["teacher"][0]["final"].get("source_test_acc", float("nan"))
+    t_runs = rows.get("teacher", {}).get("runs", {}).get("teacher", [])
+    t_acc = (f"{100 * t_runs[0]['final']['source_test_acc']:.2f}%"
+             if t_runs and "source_test_acc" in t_runs[0].get("final", {}) else "(not yet trained)")
     lines = [notes["intro"].format(teacher=f"`{model['name']}`" + (f" ({extra})" if extra else ""), acc=t_acc), "",
              "Test accuracy (%) at the last step, mean ± std over seeds.", "",
-             markdown_table(["method", *regimes.values(), "paper (CIFAR-10): dense / sparse", "s / step (runs)"], table),
+             markdown_table(["method", *regimes.values(), *(f"{t}: last interval" for t in regimes.values()),
+                             "paper (CIFAR-10): dense / sparse", "s / step (runs)"], table),
+             *([notes["converged"], ""] if "converged" in notes else []),
              sparse_verdict({m: acc[m, "sparse"] for m in methods}, {m: r.title for m, r in methods.items()}), ""]
     if t := data["stages"].get("step_time"):
         sps = {k.removesuffix("_dense"): v for k, v in t["seconds_per_step"].items()}
@@ -304,6 +311,14 @@ def distill_table(data: dict, suite) -> list[str]:
                                                                     f"{sps[m] / sps['erm']:.1f}"] for m in methods]),
                   notes["step_ratio"].format(sps["great_distill"] / sps["kd"]), ""]
     return lines
+
+
+def last_interval_change(summary: dict, key: str = "source_test_acc") -> float | None:
+    """A run's test accuracy at its last evaluation minus the one before, in points, from the
+    summary's per-evaluation ``history``; ``None`` without two evaluations that carry ``key``
+    (records made before the history kept it)."""
+    vals = [h[key] for h in summary.get("history", []) if key in h]
+    return 100 * (vals[-1] - vals[-2]) if len(vals) >= 2 else None
 
 
 def sparse_verdict(sparse: dict[str, list[float]], labels: dict[str, str]) -> str:
