@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -356,3 +357,38 @@ def test_robust_val_selects_by_pgd_error_on_held_out_source_and_the_attack_uses_
                                                          last.method.model.parameters()))
     with pytest.raises(ConfigError, match="robust_eps"):
         resolve_config({**cfg, "selection": {"criterion": "robust_val"}})
+
+
+def test_an_interrupted_evaluation_resumes_at_its_attack_and_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    from gradversary.analysis import robustness as rb
+
+    run = _train(tmp_path, "erm")
+    whole = rb.attack_run(run, TINY)
+    partial = run / "robustness.partial.json"
+    assert not partial.exists() and "resumed_attacks" not in whole
+    real, calls = rb.robust_accuracy, []
+
+    def counted(*a, stop_after=None, **kw):
+        calls.append(1)
+        if stop_after is not None and len(calls) > stop_after:
+            raise RuntimeError("interrupted")
+        return real(*a, **kw)
+
+    # the clean and Train accuracies, then 5 attacks, then the 6th attack is interrupted
+    monkeypatch.setattr(rb, "robust_accuracy", lambda *a, **kw: counted(*a, stop_after=7, **kw))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        rb.attack_run(run, TINY)
+    saved = json.loads(partial.read_text())
+    assert saved["key"] == whole["key"] and list(saved["attacks"]) == [
+        "0.1/fgsm", "0.1/ifgsm", "0.1/fgsm_worst", "0.1/fgsm_random", "0.1/ifgsm_worst"]
+    n_attacks = sum(len(t) for t in whole["tables"].values()) - 3 * len(whole["tables"])  # less train, clean, worst
+    n_attacks += len(whole["curve"]) * len(set(whole["curve"]["pgd"]) - set(whole["tables"]) - {"0.0"})
+    calls.clear()
+    monkeypatch.setattr(rb, "robust_accuracy", counted)
+    again = rb.attack_run(run, TINY)
+    assert len(calls) == 2 + n_attacks - 5  # clean and Train again, the 5 saved attacks not
+    assert again["resumed_attacks"] == 5 and not partial.exists()
+    assert again["tables"] == whole["tables"] and again["curve"] == whole["curve"]
+    # a partial file of other settings or checkpoints is not trusted
+    partial.write_text(json.dumps({"key": "other", "attacks": {"0.1/fgsm": {"accuracy": 0.0, "correct": "0" * 24}}}))
+    assert rb.attack_run(run, TINY)["tables"] == whole["tables"]

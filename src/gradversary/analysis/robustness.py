@@ -66,7 +66,7 @@ from ..io import atomic_write_text
 from ..report.markdown import markdown_table
 from ..report.plots import have_matplotlib
 
-__all__ = ["RobustnessSettings", "COLUMNS", "evaluate_model", "attack_run", "load_or_attack",
+__all__ = ["AttackCache", "RobustnessSettings", "COLUMNS", "evaluate_model", "attack_run", "load_or_attack",
            "accuracy_vs_eps_plot", "compare_plots", "saliency_maps", "saliency_plot", "subsample"]
 
 log = logging.getLogger(__name__)
@@ -202,46 +202,98 @@ def _worst(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return worst_class_targets(model, x)
 
 
+class AttackCache:
+    """The finished attacks of one robustness evaluation, kept so that an interrupted
+    evaluation resumes at the attack it was in (one MNIST model under every attack at three eps
+    takes up to tens of CPU-minutes).
+
+    ``path`` (``RUN_DIR/robustness.partial.json``) holds ``key`` (what the evaluation depends
+    on: the settings, both checkpoints, the transfer source; see :func:`_key`) and, by attack
+    name, the accuracy, the per-example mask and the seconds it took. It is rewritten
+    atomically after each attack and removed once the evaluation is written; a file made under
+    another key is ignored, then replaced. Every attack draws from its own seeded generator, so
+    a resumed evaluation equals an uninterrupted one. ``path=None``: nothing is kept.
+    """
+
+    def __init__(self, path: Path | None = None, key: str = ""):
+        self.path, self.key = path, key
+        self.done: dict[str, dict[str, Any]] = {}
+        self.reused: list[str] = []
+        if path is not None and path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+            except (OSError, ValueError):
+                saved = {}
+            if saved.get("key") == key:
+                self.done = dict(saved.get("attacks", {}))
+
+    def __call__(self, name: str, attack: Callable[[], RobustAccuracy]) -> RobustAccuracy:
+        """The saved result of attack ``name``, or ``attack()``'s, saved before it returns."""
+        if (hit := self.done.get(name)) is not None:
+            self.reused.append(name)
+            return RobustAccuracy(hit["accuracy"], torch.tensor([c == "1" for c in hit["correct"]]))
+        t0 = time.perf_counter()
+        res = attack()
+        self.done[name] = {"accuracy": res.accuracy, "seconds": round(time.perf_counter() - t0, 3),
+                           "correct": "".join("1" if c else "0" for c in res.correct.tolist())}
+        if self.path is not None:
+            atomic_write_text(self.path, json.dumps({"key": self.key, "attacks": self.done}) + "\n")
+        log.info("%s: %.1f%% (%.1f s)", name, 100 * res.accuracy, self.done[name]["seconds"])
+        return res
+
+    def reused_seconds(self) -> float:
+        """The time the reused attacks took when they ran."""
+        return sum(self.done[k].get("seconds", 0.0) for k in self.reused)
+
+    def finish(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def _attacks_at(model: nn.Module, data, eps: float, s: RobustnessSettings, rand_t: Tensor,
-                source: nn.Module | None, num_classes: int) -> dict[str, RobustAccuracy]:
+                source: nn.Module | None, num_classes: int,
+                cache: AttackCache) -> dict[str, RobustAccuracy]:
     """Every attack of the table at one eps; per-example masks on the same images."""
-    bs, out = s.batch_size, {}
+    bs = s.batch_size
     fgsm, ifgsm = FGSM(eps), IFGSM(eps, steps=s.ifgsm_steps)
-    out["fgsm"] = robust_accuracy(model, fgsm, data, bs)
-    out["ifgsm"] = robust_accuracy(model, ifgsm, data, bs)
+    todo: dict[str, Callable[[], RobustAccuracy]] = {
+        "fgsm": lambda: robust_accuracy(model, fgsm, data, bs),
+        "ifgsm": lambda: robust_accuracy(model, ifgsm, data, bs)}
     for name, attack in (("fgsm", fgsm), ("ifgsm", ifgsm)):
-        out[f"{name}_worst"] = robust_accuracy(model, attack, data, bs, target_fn=_worst)
-        out[f"{name}_random"] = robust_accuracy(model, attack, data, bs,
-                                                target_fn=_fixed_targets(rand_t))
+        todo[f"{name}_worst"] = lambda a=attack: robust_accuracy(model, a, data, bs, target_fn=_worst)
+        todo[f"{name}_random"] = lambda a=attack: robust_accuracy(model, a, data, bs,
+                                                                  target_fn=_fixed_targets(rand_t))
     # white-box PGD and APGD stop an example at its first success: the same accuracies, fewer
     # gradients
-    out["pgd"] = robust_accuracy(model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed,
-                                            early_stop=True), data, bs)
-    out["pgd_strong"] = robust_accuracy(
+    todo["pgd"] = lambda: robust_accuracy(
+        model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed, early_stop=True), data, bs)
+    todo["pgd_strong"] = lambda: robust_accuracy(
         model, PGD(eps, s.strong_steps, restarts=s.strong_restarts, seed=s.seed + 1, early_stop=True),
         data, bs)
     if s.dlr:
         loss = "dlr" if num_classes >= 3 else "margin"
-        out["pgd_dlr"] = robust_accuracy(
+        todo["pgd_dlr"] = lambda: robust_accuracy(
             model, PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed + 2, loss=loss,
                        early_stop=True), data, bs)
     if s.apgd_steps:
-        out["apgd_ce"] = robust_accuracy(
+        todo["apgd_ce"] = lambda: robust_accuracy(
             model, APGD(eps, s.apgd_steps, s.apgd_restarts, seed=s.seed + 3, early_stop=True), data, bs)
-        out["apgd_t"] = robust_accuracy(
+        todo["apgd_t"] = lambda: robust_accuracy(
             model, APGDT(eps, s.apgd_steps, s.apgd_restarts, s.apgd_targets, seed=s.seed + 4,
                          early_stop=True), data, bs)
-    out["square"] = robust_accuracy(model, Square(eps, s.square_queries, seed=s.seed), data, bs)
+    todo["square"] = lambda: robust_accuracy(model, Square(eps, s.square_queries, seed=s.seed), data, bs)
     if source is not None:
         inner = PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed)
-        out["transfer"] = robust_accuracy(model, Transfer(eps, source, inner), data, bs)
-    return out
+        todo["transfer"] = lambda: robust_accuracy(model, Transfer(eps, source, inner), data, bs)
+    return {name: cache(f"{eps}/{name}", fn) for name, fn in todo.items()}
 
 
-def _curve_point(model: nn.Module, data, eps: float, s: RobustnessSettings) -> dict[str, float]:
+def _curve_point(model: nn.Module, data, eps: float, s: RobustnessSettings,
+                 cache: AttackCache) -> dict[str, float]:
     attacks = {"fgsm": FGSM(eps), "ifgsm": IFGSM(eps, steps=s.ifgsm_steps),
                "pgd": PGD(eps, s.pgd_steps, restarts=s.pgd_restarts, seed=s.seed, early_stop=True)}
-    return {k: robust_accuracy(model, a, data, s.batch_size).accuracy for k, a in attacks.items()}
+    return {k: cache(f"curve/{eps}/{k}", lambda a=a: robust_accuracy(model, a, data, s.batch_size)).accuracy
+            for k, a in attacks.items()}
 
 
 def saliency_maps(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -260,7 +312,7 @@ def saliency_maps(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
                    settings: RobustnessSettings, train: tuple[Tensor, Tensor] | None = None,
-                   source: nn.Module | None = None) -> dict[str, Any]:
+                   source: nn.Module | None = None, cache: AttackCache | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on ``(x, y)`` (already subsampled) under every attack of the table.
 
     Args:
@@ -270,6 +322,8 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
         settings: attack sizes and eps.
         train: training images and labels for the "Train" column (skipped if ``None``).
         source: the transfer attack's source model (no transfer column if ``None``).
+        cache: finished attacks of an interrupted evaluation, and where to keep new ones
+            (:class:`AttackCache`; ``None``: keep nothing).
 
     Returns:
         a dict with ``tables`` (eps -> column -> accuracy), ``curve`` (attack -> eps ->
@@ -279,7 +333,7 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
     Shape:
         x: (N, C, H, W) in [0, 1]; y: (N,).
     """
-    s, data = settings, (x, y)
+    s, data, cache = settings, (x, y), cache or AttackCache()
     clean = robust_accuracy(model, None, data, s.batch_size)
     base = {"clean": clean.accuracy}
     if train is not None:
@@ -287,7 +341,7 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
     rand_t = random_targets(y.cpu(), num_classes, torch.Generator().manual_seed(s.seed))
     tables, masks, curve = {}, {}, {k: {} for k in CURVE_ATTACKS}
     for eps in s.eps:
-        res = _attacks_at(model, data, float(eps), s, rand_t, source, num_classes)
+        res = _attacks_at(model, data, float(eps), s, rand_t, source, num_classes, cache)
         worst = worst_case(clean, *res.values())
         masks[float(eps)] = {"clean": clean.correct, **{k: r.correct for k, r in res.items()},
                              "worst_case": worst.correct}
@@ -298,7 +352,7 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, num_classes: int,
     for k in CURVE_ATTACKS:
         curve[k][0.0] = clean.accuracy  # the curve starts at no attack
     for eps in sorted(set(map(float, s.curve_eps)) - set(tables) - {0.0}):
-        for k, acc in _curve_point(model, data, eps, s).items():
+        for k, acc in _curve_point(model, data, eps, s, cache).items():
             curve[k][eps] = acc
     curve = {k: dict(sorted(v.items())) for k, v in curve.items()}
     zero = zero_gradient_share(model, x, y, s.batch_size)
@@ -461,22 +515,25 @@ def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str
     x, y = subsample(task.eval[split].x, task.eval[split].y, settings.n, settings.seed)
     xt, yt = subsample(task.source.x, task.source.y, settings.n_train, settings.seed + 1)
     x, y, xt, yt = x.to(dev), y.to(dev).long(), xt.to(dev), yt.to(dev).long()
+    key = _key(run_dir, settings, None if transfer_from is None else Path(transfer_from))
+    cache = AttackCache(run_dir / "robustness.partial.json", key)
     with ExitStack() as stack:
         model = stack.enter_context(trainer.deployed()).model
         source = None
         if transfer_from is not None:
             src = Trainer.from_run_dir(transfer_from, data_root, checkpoint="selected")
             source = stack.enter_context(src.deployed()).model.to(dev)
-        res = evaluate_model(model, x, y, task.num_classes, settings, (xt, yt), source)
+        res = evaluate_model(model, x, y, task.num_classes, settings, (xt, yt), source, cache)
         k = min(settings.n_saliency, len(y))
         sal = saliency_maps(model, x[:k], y[:k]) if k else None
     masks = res.pop("masks")
     out = {
         "run": str(run_dir), "method": trainer.cfg.method["name"], "step": trainer.step,
         "split": split, "transfer_from": None if transfer_from is None else str(transfer_from),
-        "settings": dataclasses.asdict(settings), "key": _key(run_dir, settings,
-                                                              None if transfer_from is None else Path(transfer_from)),
-        "command": command, "wall_time_s": round(time.perf_counter() - t0, 2),
+        "settings": dataclasses.asdict(settings), "key": key, "command": command,
+        # an evaluation resumed from an interrupted one counts the reused attacks' time too
+        "wall_time_s": round(time.perf_counter() - t0 + cache.reused_seconds(), 2),
+        **({"resumed_attacks": len(cache.reused)} if cache.reused else {}),
         "targeted_columns": "accuracy on the true label (as in GREAT's Table 1)",
         **{k: v for k, v in res.items()},
     }
@@ -495,6 +552,7 @@ def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str
     out["plots"] = plots
     atomic_write_text(run_dir / "robustness.json", json.dumps(out, indent=1) + "\n")
     atomic_write_text(run_dir / "robustness.md", render_run(out))
+    cache.finish()
     out["path"] = str(run_dir / "robustness.md")
     out["masks"] = masks
     return out
