@@ -359,7 +359,8 @@ def test_robust_val_selects_by_pgd_error_on_held_out_source_and_the_attack_uses_
         resolve_config({**cfg, "selection": {"criterion": "robust_val"}})
 
 
-def test_an_interrupted_evaluation_resumes_at_its_attack_and_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+def test_an_interrupted_evaluation_resumes_at_its_attack_and_equals_an_uninterrupted_one(tmp_path, monkeypatch,
+                                                                                           capsys):
     from gradversary.analysis import robustness as rb
 
     run = _train(tmp_path, "erm")
@@ -385,7 +386,9 @@ def test_an_interrupted_evaluation_resumes_at_its_attack_and_equals_an_uninterru
     n_attacks += len(whole["curve"]) * len(set(whole["curve"]["pgd"]) - set(whole["tables"]) - {"0.0"})
     calls.clear()
     monkeypatch.setattr(rb, "robust_accuracy", counted)
-    again = rb.attack_run(run, TINY)
+    capsys.readouterr()
+    again = rb.attack_run(run, TINY, progress=True)
+    assert "attacks" in capsys.readouterr().err  # the bar over the attacks, starting at the 6th
     assert len(calls) == 2 + n_attacks - 5  # clean and Train again, the 5 saved attacks not
     assert again["resumed_attacks"] == 5 and not partial.exists()
     assert again["tables"] == whole["tables"] and again["curve"] == whole["curve"]

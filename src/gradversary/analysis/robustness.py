@@ -213,12 +213,14 @@ class AttackCache:
     atomically after each attack and removed once the evaluation is written; a file made under
     another key is ignored, then replaced. Every attack draws from its own seeded generator, so
     a resumed evaluation equals an uninterrupted one. ``path=None``: nothing is kept.
+    ``progress``: a progress bar over the attacks, naming each and its accuracy.
     """
 
-    def __init__(self, path: Path | None = None, key: str = ""):
-        self.path, self.key = path, key
+    def __init__(self, path: Path | None = None, key: str = "", progress: bool = False):
+        self.path, self.key, self.progress = path, key, progress
         self.done: dict[str, dict[str, Any]] = {}
         self.reused: list[str] = []
+        self._bar = None
         if path is not None and path.is_file():
             try:
                 saved = json.loads(path.read_text())
@@ -232,6 +234,12 @@ class AttackCache:
         if (hit := self.done.get(name)) is not None:
             self.reused.append(name)
             return RobustAccuracy(hit["accuracy"], torch.tensor([c == "1" for c in hit["correct"]]))
+        if self.progress and self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(desc="attacks", unit="attack", initial=len(self.reused), leave=False)
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"eps {name.replace('/', ': ')}", refresh=True)
         t0 = time.perf_counter()
         res = attack()
         self.done[name] = {"accuracy": res.accuracy, "seconds": round(time.perf_counter() - t0, 3),
@@ -239,6 +247,8 @@ class AttackCache:
         if self.path is not None:
             atomic_write_text(self.path, json.dumps({"key": self.key, "attacks": self.done}) + "\n")
         log.info("%s: %.1f%% (%.1f s)", name, 100 * res.accuracy, self.done[name]["seconds"])
+        if self._bar is not None:
+            self._bar.update(1)
         return res
 
     def reused_seconds(self) -> float:
@@ -246,6 +256,10 @@ class AttackCache:
         return sum(self.done[k].get("seconds", 0.0) for k in self.reused)
 
     def finish(self) -> None:
+        """The evaluation is written: drop the kept attacks and close the bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
@@ -496,11 +510,13 @@ def _require_images(run_dir: Path, task, split: str) -> None:
 
 
 def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str | None = None,
-               transfer_from: str | Path | None = None, command: str = "") -> dict[str, Any]:
+               transfer_from: str | Path | None = None, command: str = "",
+               progress: bool = False) -> dict[str, Any]:
     """Evaluate a run directory's deployed model (its selected checkpoint if it has a
     selection criterion, e.g. ``robust_val``; else its last) and write ``robustness.md`` /
     ``.json`` and the plots into it. Returns the JSON content (with ``path`` of the Markdown
-    file)."""
+    file). An interrupted evaluation resumes at the attack it was in (:class:`AttackCache`);
+    ``progress``: a bar over the attacks."""
     from ..engine.trainer import Trainer
 
     t0 = time.perf_counter()
@@ -516,7 +532,7 @@ def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str
     xt, yt = subsample(task.source.x, task.source.y, settings.n_train, settings.seed + 1)
     x, y, xt, yt = x.to(dev), y.to(dev).long(), xt.to(dev), yt.to(dev).long()
     key = _key(run_dir, settings, None if transfer_from is None else Path(transfer_from))
-    cache = AttackCache(run_dir / "robustness.partial.json", key)
+    cache = AttackCache(run_dir / "robustness.partial.json", key, progress)
     with ExitStack() as stack:
         model = stack.enter_context(trainer.deployed()).model
         source = None
@@ -559,7 +575,8 @@ def attack_run(run_dir: str | Path, settings: RobustnessSettings, data_root: str
 
 
 def load_or_attack(run_dir: str | Path, settings: RobustnessSettings, data_root: str | None = None,
-                   transfer_from: str | Path | None = None, command: str = "") -> dict[str, Any]:
+                   transfer_from: str | Path | None = None, command: str = "",
+                   progress: bool = False) -> dict[str, Any]:
     """The saved ``robustness.json`` if it was made with these settings from these checkpoints,
     else a fresh :func:`attack_run`."""
     path = Path(run_dir) / "robustness.json"
@@ -568,7 +585,7 @@ def load_or_attack(run_dir: str | Path, settings: RobustnessSettings, data_root:
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
             return saved
-    out = attack_run(run_dir, settings, data_root, transfer_from, command)
+    out = attack_run(run_dir, settings, data_root, transfer_from, command, progress)
     out.pop("masks", None)
     return out
 

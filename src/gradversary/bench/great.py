@@ -50,7 +50,8 @@ class Robustness:
                 pass
             elif (j.run_dir / "checkpoints" / "last.pt").exists() and not run.report_only:
                 base = _transfer_source(run, j)
-                todo.append((j, (j.run_dir, s, run.data_root, base, run.command)))
+                todo.append((j, (j.run_dir, s, run.data_root, base, run.command,
+                                 run.progress and run.jobs_n == 1)))
             elif saved is not None and RobustnessSettings.from_saved(saved["settings"]).key_dict() == s.key_dict():
                 j.extra["robustness"] = saved["robustness"]
             else:

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "queries): a CPU first look")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsample, targets and starts")
     p.add_argument("--data-root", default=None, help="dataset folder")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar over the attacks")
 
     p = sub.add_parser("shift", help="proxy A-distance between two samples (a shift monitor)")
     p.add_argument("a", help="FILE.npz or NAME[(opt=value,...)]:PART, e.g. digits:source")
@@ -303,7 +304,8 @@ def _cmd_attack(args) -> int:
                         *(["--split", args.split] if args.split else []),
                         *(["--transfer-from", args.transfer_from] if args.transfer_from else []),
                         *(["--quick"] if args.quick else []), "--seed", str(args.seed)])
-    out = attack_run(args.run_dir, settings, args.data_root, args.transfer_from, command=command)
+    out = attack_run(args.run_dir, settings, args.data_root, args.transfer_from, command=command,
+                     progress=not args.no_progress)
     text = Path(out["path"]).read_text()
     print(text.split("## Gradient-masking checks")[0].rstrip())
     print(f"\ngradient-masking checks (zero-gradient share {100 * out['zero_gradient_share']:.1f}%):")
