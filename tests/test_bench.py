@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -548,3 +549,43 @@ def test_methods_table_contrasts_an_ablation_with_its_reference_row():
     assert body == ["| no dropout | -20.0 | n/a | -35.0 | 1 |",
                     "| the port's network (source-only) | -15.0 | n/a | -25.0 | 1 |",
                     "| AdaBN | +15.0 | n/a | +10.0 | 1 |"]
+
+
+def test_status_tells_finished_unfinished_and_unstarted_runs_apart_without_writing(tmp_path):
+    from gradversary.bench.runner import suite_status
+
+    suite = _toy(tmp_path, steps=4)
+    _run(suite, tmp_path, seeds=[0])
+    # seed 1 of DANN: stopped at step 3 of 4 after its first evaluation, with 2 attacks kept
+    d = tmp_path / "runs" / "full" / "toy" / "DANN-s1"
+    shutil.copytree(tmp_path / "runs" / "full" / "toy" / "DANN-s0", d)
+    (d / "summary.json").unlink()
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    cfg["train"]["seed"], cfg["name"] = 1, "DANN-s1"
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "metrics.jsonl").write_text('{"kind": "eval", "step": 2, "target_test_acc": 0.8125}\n'
+                                     '{"kind": "train", "step": 3, "p": 0.75}\n{"kind": "tr')  # a cut line
+    (d / "robustness.partial.json").write_text(json.dumps({"key": "k", "attacks": {"a": {}, "b": {}}}))
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    rows = {(r[1], r[2]): r[3:] for r in suite_status(suite, [0, 1], out_dir=tmp_path / "runs",
+                                                       results=tmp_path / "r.md")}
+    assert rows["DANN", "0"][0] == "finished" and rows["source-only", "0"][0] == "finished"
+    assert rows["DANN", "1"] == ["unfinished: step 3 (75% of the schedule)",
+                                 "0.812 (target_test_acc, step 2)", "interrupted after 2 attacks (resumes)"]
+    assert rows["source-only", "1"] == ["not started", "–", "–"]
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == written  # nothing written
+    cfg["method"]["domain_weight"] = 0.5  # another config in the directory
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rows = {(r[1], r[2]): r[3] for r in suite_status(suite, [1], out_dir=tmp_path / "runs", results=tmp_path / "r.md")}
+    assert rows["DANN", "1"].startswith("another config")
+
+
+def test_bench_status_command_prints_the_table_and_a_count(tmp_path, monkeypatch, capsys):
+    from gradversary.cli.main import main
+
+    monkeypatch.chdir(ROOT)
+    assert main(["bench", "great-distill", "--status", "--out-dir", str(tmp_path / "runs"),
+                 "--results", str(tmp_path / "r.md"), "--no-records"]) == 0
+    out = capsys.readouterr().out
+    assert "| teacher | teacher | 0 | not started |" in out and "0 of 17 runs finished." in out
+    assert not (tmp_path / "r.md").exists() and not (tmp_path / "runs").exists()

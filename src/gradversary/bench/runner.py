@@ -41,7 +41,7 @@ from .parallel import map_jobs
 from .records import RunRecords, same_config
 
 __all__ = ["SPEC_DIR", "STAGES", "TABLES", "BenchRun", "Job", "Suite", "list_suites", "load_suite",
-           "run_suite", "render", "train_or_resume"]
+           "run_suite", "render", "suite_status", "train_or_resume"]
 
 SPEC_DIR = Path("configs/bench")
 #: stage name -> class with ``before(run)`` and/or ``after(run) -> dict`` (JSON for the table)
@@ -289,19 +289,8 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
     """
     t0 = time.perf_counter()
     commit = git_commit()  # read once, now: the files written below must not mark the tree dirty
-    bad = set(options or {}) - set(suite.options)
-    if bad:
-        raise ValueError(f"{suite.name} has no option {sorted(bad)}; options: {sorted(suite.options)}")
-    opts = {k: o.get("default") for k, o in suite.options.items()} | (options or {})
-    stem = suite.results + ("_quick" if quick else "")
-    results = Path(results or f"docs/results/{stem}.md")
-    rec = RunRecords(None if records is False else results.with_name(results.stem + "_runs")
-                     if records is True else records)
-    run = BenchRun(suite, list(seeds or (suite.quick_seeds if quick else suite.seeds)), quick, opts,
-                   Path(out_dir or suite.out_dir or f"runs/bench/{suite.results}"), rec,
-                   results=results, **settings)
-    run.jobs = _expand(run, only)
-    run.selected = list(dict.fromkeys(j.row for j in run.jobs))
+    run = _prepare(suite, seeds, quick, options, only, out_dir, results, records, **settings)
+    rec, results = run.records, run.results
     stage_out = _stages(run, "before")
     cmd = run.command or f"gradversary bench {suite.name}"
     todo = []
@@ -334,6 +323,94 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
     atomic_write_text(results.with_suffix(".json"), json.dumps(_without_histories(data), indent=1) + "\n")
     atomic_write_text(results, render(data, suite))
     return results
+
+
+def _prepare(suite: Suite, seeds: list[int] | None, quick: bool, options: dict[str, Any] | None,
+             only: str | None, out_dir: str | Path | None, results: str | Path | None,
+             records: bool | str | Path, **settings: Any) -> BenchRun:
+    """The invocation's :class:`BenchRun` with its jobs (the arguments of :func:`run_suite`)."""
+    bad = set(options or {}) - set(suite.options)
+    if bad:
+        raise ValueError(f"{suite.name} has no option {sorted(bad)}; options: {sorted(suite.options)}")
+    opts = {k: o.get("default") for k, o in suite.options.items()} | (options or {})
+    stem = suite.results + ("_quick" if quick else "")
+    results = Path(results or f"docs/results/{stem}.md")
+    rec = RunRecords(None if records is False else results.with_name(results.stem + "_runs")
+                     if records is True else records)
+    run = BenchRun(suite, list(seeds or (suite.quick_seeds if quick else suite.seeds)), quick, opts,
+                   Path(out_dir or suite.out_dir or f"runs/bench/{suite.results}"), rec,
+                   results=results, **settings)
+    run.jobs = _expand(run, only)
+    run.selected = list(dict.fromkeys(j.row for j in run.jobs))
+    return run
+
+
+def suite_status(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
+                 options: dict[str, Any] | None = None, only: str | None = None,
+                 out_dir: str | Path | None = None, results: str | Path | None = None,
+                 records: bool | str | Path = True) -> list[list[str]]:
+    """Where each run of an invocation stands, read from its run directory and the records;
+    nothing is trained or written (``gradversary bench SUITE --status``).
+
+    Returns:
+        one row per run: row, cell, seed, state (``finished`` or ``finished: diverged at step
+        N``, ``finished (record)``,
+        ``unfinished`` with the last step logged and its share of the schedule, ``not
+        started``, or a directory of another config, which a run would start again), the last
+        evaluation's test accuracy, and the robustness evaluation (done, or how many attacks
+        an interrupted one has kept).
+    """
+    run = _prepare(suite, seeds, quick, options, only, out_dir, results, records)
+    out = []
+    for j in run.jobs:
+        j.cfg, d = j.resolve(), j.run_dir
+        mine = same_config(d / "config.yaml", j.cfg)
+        train, evals = _last_logged(d / "metrics.jsonl") if mine else (None, None)
+        if mine and (d / "summary.json").exists():
+            div = json.loads((d / "summary.json").read_text()).get("diverged")
+            state = f"finished: diverged at step {div['step']:,}" if div else "finished"
+        elif run.records.get(run.variant, j.row, j.cell, j.cfg) is not None:
+            state = "finished (record)"
+        elif mine and train is not None:
+            share = f" ({100 * train['p']:.0f}% of the schedule)" if train.get("p") else ""
+            state = f"unfinished: step {train['step']:,}{share}"
+        elif (d / "config.yaml").exists() and not mine:
+            state = "another config in its directory (a run starts again)"
+        else:
+            state = "not started"
+        acc = next((f"{evals[k]:.3f} ({k}, step {evals['step']:,})" for k in ("target_test_acc", "source_test_acc")
+                    if evals and k in evals), "–")
+        attacks = "–"
+        if (d / "robustness.json").exists():
+            attacks = "evaluated (robustness.json)"
+        elif (d / "robustness.partial.json").exists():
+            try:
+                n = len(json.loads((d / "robustness.partial.json").read_text()).get("attacks", {}))
+                attacks = f"interrupted after {n} attacks (resumes)"
+            except (OSError, ValueError):
+                attacks = "interrupted (unreadable; starts again)"
+        out.append([j.row, j.label, str(j.seed), state, acc, attacks])
+    return out
+
+
+def _last_logged(path: Path, tail: int = 1 << 16) -> tuple[dict | None, dict | None]:
+    """The last ``train`` and ``eval`` rows of a run's ``metrics.jsonl`` (read from its end)."""
+    if not path.is_file():
+        return None, None
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - tail))
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    last: dict[str, dict] = {}
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # the first, cut line, or one being written
+        if isinstance(row, dict) and row.get("kind") in ("train", "eval"):
+            last.setdefault(row["kind"], row)
+        if len(last) == 2:
+            break
+    return last.get("train"), last.get("eval")
 
 
 def _results_json(run: BenchRun, stages: dict, wall: float) -> dict:

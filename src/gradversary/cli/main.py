@@ -245,6 +245,9 @@ def _add_bench_suite(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--only", default=None, help="glob on row names, e.g. 'amazon_*' or mnist_mnistm")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing; tabulate the finished runs and records (missing seeds show n)")
+    p.add_argument("--status", action="store_true",
+                   help="train nothing, write nothing: where each run stands (finished, the step "
+                        "an unfinished one reached, its last evaluation, its attacks)")
     p.add_argument("--no-records", action="store_true",
                    help="keep no run records beside the results (<results stem>_runs/), and take "
                         "no run from them")
@@ -261,7 +264,7 @@ def _add_bench_suite(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def _cmd_bench(args) -> int:
-    from ..bench.runner import list_suites, load_suite, run_suite
+    from ..bench.runner import list_suites, load_suite, run_suite, suite_status
 
     if args.suite == "list":
         suites = list_suites()
@@ -274,8 +277,21 @@ def _cmd_bench(args) -> int:
     suite = load_suite(args.suite)
     if args.config_dir:
         suite.config_dir = args.config_dir
+    options = {k: getattr(args, k) for k in suite.options}
+    if args.status:
+        try:
+            rows = suite_status(suite, args.seeds, args.quick, options, args.only, args.out_dir,
+                                args.results, records=not args.no_records)
+        except ValueError as e:
+            raise GradversaryError(str(e)) from None
+        from ..report.markdown import markdown_table
+
+        print(markdown_table(["row", "cell", "seed", "state", "last evaluation", "attacks"], rows))
+        done = sum(r[3].startswith("finished") for r in rows)
+        print(f"\n{done} of {len(rows)} runs finished.")
+        return 0
     try:
-        path = run_suite(suite, args.seeds, args.quick, {k: getattr(args, k) for k in suite.options},
+        path = run_suite(suite, args.seeds, args.quick, options,
                          args.only, args.out_dir, args.results, records=not args.no_records,
                          data_root=args.data_root, jobs_n=args.jobs or os.cpu_count() or 1,
                          progress=not args.no_progress, report_only=args.report_only,
