@@ -44,3 +44,43 @@ def test_the_default_is_the_rankings_choice():
 
     res = json.loads((Path(__file__).resolve().parents[1] / "docs" / "results" / "validators.json").read_text())
     assert DEFAULT_VALIDATORS == res["ranking"]["default"]
+
+
+def test_rank_across_runs_pools_evaluations_with_last_as_the_share_of_each_schedule():
+    from gradversary.selection.rules import rank_across_runs
+
+    x = [{"step": 1, "score_a": 0.5}, {"step": 2, "score_a": 0.1}]      # total 2: shares 0.5, 1
+    y = [{"step": 5, "score_a": 0.05}, {"step": 10, "score_a": 0.9}]    # total 10: shares 0.5, 1
+    ranked = rank_across_runs({"x": (x, 2), "y": (y, 10)}, "a+last")
+    # a's ranks over the pool, (r - 1) / 3: x1 2/3, x2 1/3, y1 0, y2 1; the shares tie in pairs:
+    # 1/6 for 0.5, 5/6 for 1. Means: x1 5/12, x2 7/12, y1 1/12, y2 11/12 (with the raw step as
+    # `last`, y's steps 5 and 10 would outrank both of x's)
+    assert [(h["run"], h["step"]) for h in ranked] == [("y", 10), ("x", 2), ("x", 1), ("y", 5)]
+    assert [h["combined"] for h in ranked] == pytest.approx([11 / 12, 7 / 12, 5 / 12, 1 / 12])
+    assert ranked[0]["share"] == 1.0
+    # one validator alone: its raw score, unaffected by the runs' lengths
+    assert [h["score_a"] for h in rank_across_runs({"x": (x, 2), "y": (y, 10)}, "a")] == [0.9, 0.5, 0.1, 0.05]
+    with pytest.raises(ValueError, match="total steps"):
+        rank_across_runs({"x": (x, 0)}, "a")
+    with pytest.raises(ValueError, match="score_b"):
+        rank_across_runs({"x": (x, 2)}, "b+last")
+
+
+def test_select_command_ranks_run_directories_without_reading_target_labels(tmp_path, capsys):
+    import json
+
+    from gradversary.cli.main import main
+
+    for name, scores in (("short", [0.2, 0.6]), ("long", [0.4, 0.5, 0.3])):
+        d = tmp_path / name
+        d.mkdir()
+        n = len(scores)
+        rows = []
+        for i, a in enumerate(scores, 1):
+            rows.append({"kind": "train", "step": 10 * i, "p": i / (n + (name == "long"))})
+            rows.append({"kind": "eval", "step": 10 * i, "score_a": a, "target_test_acc": 1.0 - a})
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main(["select", str(tmp_path / "short"), str(tmp_path / "long"), "--criterion", "a"]) == 0
+    out = capsys.readouterr().out
+    assert f"chosen: {tmp_path / 'short'} at step 20" in out and "target_test_acc" not in out
+    assert main(["select", str(tmp_path / "nothing")]) == 2

@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Markdown report (a .json and a .png are written beside it)")
     p.add_argument("--note", default="", help="how the runs were made, quoted in the report")
 
+    p = sub.add_parser("select", help="choose a setting without target labels: rank the evaluations "
+                                      "of several runs together by label-free validators")
+    p.add_argument("run_dirs", nargs="+", help="run directories (finished or not), one per setting")
+    p.add_argument("--criterion", default=None,
+                   help="a validator or a rank mean of several, joined by + (default: the default "
+                        "validators of docs/results/validators.md)")
+    p.add_argument("--top", type=int, default=10, help="evaluations to list (default 10)")
+
     sub.add_parser("list", help="list registered methods, models, datasets, schedules and recipes")
     return parser
 
@@ -366,6 +374,55 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+def _run_evaluations(run_dir: Path) -> tuple[list[dict], float]:
+    """A run directory's evaluations (``metrics.jsonl``) and its schedule's total steps (the
+    last logged step over its share of the schedule, so an unfinished run has one too)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise GradversaryError(f"{str(run_dir)!r} is not a run directory (no metrics.jsonl)")
+    evals, total = [], None
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        if row.get("kind") == "eval":
+            evals.append(row)
+        elif row.get("kind") == "train" and row.get("p"):
+            total = row["step"] / row["p"]
+    if total is None:
+        raise GradversaryError(f"run {str(run_dir)!r} has logged no training step yet")
+    return evals, round(total)
+
+
+def _cmd_select(args) -> int:
+    from ..report.markdown import markdown_table
+    from ..selection import DEFAULT_VALIDATORS
+    from ..selection.rules import rank_across_runs
+
+    criterion = args.criterion or DEFAULT_VALIDATORS
+    names = [str(d) for d in args.run_dirs]
+    if len(set(names)) != len(names):
+        raise GradversaryError("select: a run directory is named twice")
+    try:
+        ranked = rank_across_runs({n: _run_evaluations(Path(n)) for n in names}, criterion)
+    except ValueError as e:
+        raise GradversaryError(f"select: {e}") from None
+    parts = [n for n in criterion.split("+") if n != "last"]
+    print(f"Evaluations of {len(names)} runs ranked together by {criterion} (label-free; `last` is "
+          "the share of the run's own schedule). Target labels are not read.\n")
+    print(markdown_table(["rank", "run", "step", "share", *parts, "combined"],
+                         [[str(i + 1), h["run"], f"{h['step']:,}", f"{h['share']:.2f}",
+                           *(f"{h[f'score_{n}']:.4g}" for n in parts), f"{h['combined']:.3f}"]
+                          for i, h in enumerate(ranked[:args.top])]))
+    best = {}
+    for i, h in enumerate(ranked):
+        best.setdefault(h["run"], i + 1)
+    print("\nbest rank of each run: " + ", ".join(f"{n} {best.get(n, '-')}" for n in names))
+    print(f"chosen: {ranked[0]['run']} at step {ranked[0]['step']:,}")
+    return 0
+
+
 def _cmd_validators(args) -> int:
     from ..report.validators import write_validators_report
 
@@ -384,7 +441,7 @@ def _cmd_validators(args) -> int:
 
 COMMANDS = {"list": _cmd_list, "train": _cmd_train, "eval": _cmd_eval, "run": _cmd_run,
             "bench": _cmd_bench, "shift": _cmd_shift, "analyze": _cmd_analyze,
-            "attack": _cmd_attack, "validators": _cmd_validators}
+            "attack": _cmd_attack, "validators": _cmd_validators, "select": _cmd_select}
 
 
 def main(argv: list[str] | None = None) -> int:

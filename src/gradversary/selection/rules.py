@@ -17,7 +17,8 @@ import numpy as np
 
 from .ranking import rank_mean_scores
 
-__all__ = ["DEFAULT_VALIDATORS", "RULES", "choose_by_validators", "choose_checkpoint", "validator_pick"]
+__all__ = ["DEFAULT_VALIDATORS", "RULES", "choose_by_validators", "choose_checkpoint", "rank_across_runs",
+           "validator_pick"]
 
 RULES = ("min", "one_se")
 #: the default combination chosen by the validator ranking (docs/results/validators.md)
@@ -58,6 +59,26 @@ def choose_checkpoint(history: Sequence[dict[str, Any]], rule: str = "min",
     return [h for h in scored if h["select_risk"] <= bound][-1]
 
 
+def _validator_scores(history: Sequence[dict[str, Any]], criterion: str, last_key: str = "step"
+                      ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The evaluations that carry every score ``criterion`` names, and their combined score."""
+    names = [n for n in criterion.split("+") if n]
+    if not names:
+        raise ValueError(f"empty validator criterion {criterion!r}")
+
+    def score(h: dict[str, Any], n: str):  # "last" scores the step: later is better
+        return h.get(last_key) if n == "last" else h.get(f"score_{n}")
+
+    cands = [h for h in history if all(score(h, n) is not None for n in names)]
+    if not cands:
+        raise ValueError(f"no evaluation in the history has the scores "
+                         f"{[f'score_{n}' for n in names if n != 'last']} "
+                         "(the run was made without these validators)")
+    cols = [[float(score(h, n)) for h in cands] for n in names]
+    return cands, (rank_mean_scores(cols) if len(names) > 1
+                   else np.where(np.isfinite(cols[0]), cols[0], -np.inf))
+
+
 def choose_by_validators(history: Sequence[dict[str, Any]], criterion: str = DEFAULT_VALIDATORS
                          ) -> dict[str, Any]:
     """The evaluation that label-free validators rank first in a run's history.
@@ -77,20 +98,38 @@ def choose_by_validators(history: Sequence[dict[str, Any]], criterion: str = DEF
     Raises:
         ValueError: an empty criterion, or no evaluation carries all the named scores.
     """
-    names = [n for n in criterion.split("+") if n]
-    if not names:
-        raise ValueError(f"empty validator criterion {criterion!r}")
-    def score(h: dict[str, Any], n: str):  # "last" scores the step: later is better
-        return h.get("step") if n == "last" else h.get(f"score_{n}")
-
-    cands = [h for h in history if all(score(h, n) is not None for n in names)]
-    if not cands:
-        raise ValueError(f"no evaluation in the history has the scores "
-                         f"{[f'score_{n}' for n in names if n != 'last']} "
-                         "(the run was made without these validators)")
-    cols = [[float(score(h, n)) for h in cands] for n in names]
-    score = rank_mean_scores(cols) if len(names) > 1 else np.where(np.isfinite(cols[0]), cols[0], -np.inf)
+    cands, score = _validator_scores(history, criterion)
     return cands[int(np.argmax(score))]
+
+
+def rank_across_runs(histories: dict[str, tuple[Sequence[dict[str, Any]], float]],
+                     criterion: str = DEFAULT_VALIDATORS) -> list[dict[str, Any]]:
+    """Rank the evaluations of several runs together by label-free validators: choosing a
+    setting (a schedule, a length, a weight) without target labels, as
+    :func:`choose_by_validators` chooses a checkpoint within one run.
+
+    Args:
+        histories: run name -> (its evaluations with ``step`` and ``score_<name>``, the run's
+            total steps). ``last`` scores an evaluation by its share of its own run's schedule
+            (step / total), so runs of different lengths compare at their ends.
+        criterion: as in :func:`choose_by_validators`; the rank mean is over the pooled
+            evaluations.
+
+    Returns:
+        the pooled evaluations that carry the scores, best first (ties keep the given order),
+        each with ``run``, ``share`` and ``combined`` (the criterion's score) added.
+
+    Raises:
+        ValueError: a total of steps that is not positive, or no evaluation with the scores.
+    """
+    pooled = []
+    for name, (history, total) in histories.items():
+        if not total or total <= 0:
+            raise ValueError(f"run {name!r}: total steps must be positive, got {total!r}")
+        pooled += [{**h, "run": name, "share": h["step"] / total} for h in history if "step" in h]
+    cands, score = _validator_scores(pooled, criterion, last_key="share")
+    order = sorted(range(len(cands)), key=lambda i: -score[i])  # stable: ties keep their order
+    return [{**cands[i], "combined": float(score[i])} for i in order]
 
 
 def validator_pick(summary: dict[str, Any], criterion: str = DEFAULT_VALIDATORS) -> dict[str, Any] | None:
