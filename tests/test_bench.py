@@ -446,10 +446,13 @@ def test_digits_suite_runs_dann_and_source_only_on_usps_first_then_cdan_mdd_cdan
                          ("USPS → MNIST", "source-only"), ("USPS → MNIST", "DANN")]
     assert [m for _, m in order[4:10]] == ["CDAN", "CDAN", "MDD", "MDD", "CDAN+E", "CDAN+E"]
     assert {t for t, _ in order[10:15]} == {"MNIST → MNIST-M"}
-    # last, the BatchNorm port evaluated with AdaBN statistics (its own title in the same group)
-    assert [m for _, m in order[15:]] == ["source-only", "DANN"] and len(order) == 17
+    # last, the BatchNorm port evaluated with AdaBN statistics (its own titles in the same
+    # group): its 100 constant-rate epochs at one seed, then the recipe chosen without labels
+    assert [m for _, m in order[15:]] == ["source-only", "DANN"] * 2 and len(order) == 19
     assert order[15][0].startswith("MNIST → MNIST-M, BatchNorm") and suite.rows[-1].group == "mnistm"
-    assert suite.seeds == [0, 1, 2]
+    assert all(c.seeds == [0] for c in suite.rows[-2].cells.values())
+    assert "learning-rate decay" in suite.rows[-1].title
+    assert all(c.seeds is None for c in suite.rows[-1].cells.values()) and suite.seeds == [0, 1, 2]
 
 
 def test_a_key_missing_from_a_record_matches_only_today_s_default():
