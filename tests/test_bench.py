@@ -513,6 +513,9 @@ def test_methods_table_counts_tasks_above_the_baseline(tmp_path):
     assert "| base | 0.750 | 0.750 | – |" in text
     assert "| new | 0.725 (1 of 2 above) | 0.700 (1 of 2 above) | – |" in text
     assert "| ref | time / run (s) |" in text
+    suite.groups["surf"].options["means"] = False  # rows that are recipes of one task: no mean
+    text = "\n".join(methods_table({"rows": rows, "seeds": [0, 1]}, suite))
+    assert "Mean over the tasks" not in text and "| T2 | new |" in text
 
 
 def test_results_json_leaves_the_histories_to_the_records(tmp_path):

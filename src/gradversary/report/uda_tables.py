@@ -236,7 +236,7 @@ def methods_table(data: dict, suite) -> list[str]:
             keep = [i for i in range(len(cols)) if ref_title is not None or i != 6]
             lines += [f"## {group.title}", "", *([group.note, ""] if group.note else []),
                       markdown_table([cols[i] for i in keep], [[r[i] for i in keep] for r in table])]
-            if "baseline" in settings:
+            if "baseline" in settings and group.options.get("means", True):  # false: rows are recipes of one task
                 lines += _wins(rows, settings["baseline"], settings.get("honest", ["validators", "last"]),
                                criterion, ref_title)
             if settings.get("contrast") in data["rows"]:
