@@ -204,12 +204,12 @@ def test_bench_compares_dann_and_source_only_under_the_same_rule():
 
 
 def test_dann_table_shows_the_default_validators_pick_and_n_a_for_runs_without_scores():
-    # the default class_ami+last+source_val: class_ami ranks (1/2, 1, 0), the step (0, 1/2, 1),
-    # source_val (0, 1, 1/2): means (1/6, 5/6, 1/2) -> step 20
-    assert DEFAULT_VALIDATORS == "class_ami+last+source_val"
-    history = [{"step": 10, "target_test_acc": 0.61, "score_class_ami": 0.9, "score_source_val": 0.5},
-               {"step": 20, "target_test_acc": 0.72, "score_class_ami": 1.0, "score_source_val": 0.8},
-               {"step": 30, "target_test_acc": 0.83, "score_class_ami": 0.1, "score_source_val": 0.7}]
+    # the default im+mixval+source_val: im ranks (1/2, 1, 0), mixval (1/2, 0, 1), source_val
+    # (0, 1, 1/2): means (1/3, 2/3, 1/2) -> step 20
+    assert DEFAULT_VALIDATORS == "im+mixval+source_val"
+    history = [{"step": 10, "target_test_acc": 0.61, "score_im": 0.9, "score_mixval": 0.6, "score_source_val": 0.5},
+               {"step": 20, "target_test_acc": 0.72, "score_im": 1.0, "score_mixval": 0.2, "score_source_val": 0.8},
+               {"step": 30, "target_test_acc": 0.83, "score_im": 0.1, "score_mixval": 0.9, "score_source_val": 0.7}]
 
     def run(hist):  # last step 0.83; the default rank mean picks step 20
         return {"num_classes": 2, "wall_time_s": 1.0, "history": hist,
@@ -218,7 +218,7 @@ def test_dann_table_shows_the_default_validators_pick_and_n_a_for_runs_without_s
 
     text = _dann_table({"r0": {"source-only": [run([])], "DANN": [run(history)]},
                         "r1": {"source-only": [run([])], "DANN": [run([])]}})
-    assert "| DANN last | DANN (class_ami+last+source_val) | DANN oracle |" in text
+    assert "| DANN last | DANN (im+mixval+source_val) | DANN oracle |" in text
     assert "| 0.830 | 0.720 | 0.830 |" in text  # row 0: last, pick, oracle
     assert "| 0.830 | n/a | 0.830 |" in text  # row 1: a record without scores
 

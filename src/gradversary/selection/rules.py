@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_VALIDATORS", "RULES", "choose_by_validators", "choose_checkp
 
 RULES = ("min", "one_se")
 #: the default combination chosen by the validator ranking (docs/results/validators.md)
-DEFAULT_VALIDATORS = "class_ami+last+source_val"
+DEFAULT_VALIDATORS = "im+mixval+source_val"
 
 
 def choose_checkpoint(history: Sequence[dict[str, Any]], rule: str = "min",
