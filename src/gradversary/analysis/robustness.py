@@ -213,7 +213,7 @@ class AttackCache:
     atomically after each attack and removed once the evaluation is written; a file made under
     another key is ignored, then replaced. Every attack draws from its own seeded generator, so
     a resumed evaluation equals an uninterrupted one. ``path=None``: nothing is kept.
-    ``progress``: a progress bar over the attacks, naming each and its accuracy.
+    ``progress``: a progress bar over the attacks, naming the one under way.
     """
 
     def __init__(self, path: Path | None = None, key: str = "", progress: bool = False):
