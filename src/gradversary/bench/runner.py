@@ -33,7 +33,7 @@ from ..config_files import read_config_file
 from ..engine.config import resolve_config
 from ..engine.trainer import Trainer
 from ..errors import ConfigError, DivergenceError
-from ..io import atomic_write_text, git_commit
+from ..io import atomic_write_text, git_commit, read_metrics
 from ..registry import Registry
 from ..report.markdown import provenance, provenance_lines
 from ..report.tables import TABLES
@@ -393,23 +393,10 @@ def suite_status(suite: Suite, seeds: list[int] | None = None, quick: bool = Fal
     return out
 
 
-def _last_logged(path: Path, tail: int = 1 << 16) -> tuple[dict | None, dict | None]:
-    """The last ``train`` and ``eval`` rows of a run's ``metrics.jsonl`` (read from its end)."""
-    if not path.is_file():
-        return None, None
-    with path.open("rb") as f:
-        f.seek(max(0, path.stat().st_size - tail))
-        lines = f.read().decode("utf-8", "replace").splitlines()
-    last: dict[str, dict] = {}
-    for line in reversed(lines):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # the first, cut line, or one being written
-        if isinstance(row, dict) and row.get("kind") in ("train", "eval"):
-            last.setdefault(row["kind"], row)
-        if len(last) == 2:
-            break
+def _last_logged(path: Path) -> tuple[dict | None, dict | None]:
+    """The last ``train`` and ``eval`` rows of a run's ``metrics.jsonl``."""
+    rows = read_metrics(path)
+    last = {r.get("kind"): r for r in rows}
     return last.get("train"), last.get("eval")
 
 

@@ -377,22 +377,16 @@ def _cmd_analyze(args) -> int:
 def _run_evaluations(run_dir: Path) -> tuple[list[dict], float]:
     """A run directory's evaluations (``metrics.jsonl``) and its schedule's total steps (the
     last logged step over its share of the schedule, so an unfinished run has one too)."""
+    from ..io import read_metrics
+
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise GradversaryError(f"{str(run_dir)!r} is not a run directory (no metrics.jsonl)")
-    evals, total = [], None
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        if row.get("kind") == "eval":
-            evals.append(row)
-        elif row.get("kind") == "train" and row.get("p"):
-            total = row["step"] / row["p"]
-    if total is None:
+    rows = read_metrics(path)
+    train = [r for r in rows if r.get("kind") == "train" and r.get("p")]
+    if not train:
         raise GradversaryError(f"run {str(run_dir)!r} has logged no training step yet")
-    return evals, round(total)
+    return [r for r in rows if r.get("kind") == "eval"], round(train[-1]["step"] / train[-1]["p"])
 
 
 def _cmd_select(args) -> int:
