@@ -333,6 +333,25 @@ def test_report_only_re_renders_the_committed_results_from_their_records(tmp_pat
         assert section in old
 
 
+def test_a_fresh_clone_renders_the_defense_table_from_records_without_the_models(tmp_path, monkeypatch):
+    """Not --report-only, on a machine without the run directories: every run is found in the
+    committed records, nothing is trained, the accuracy curves are drawn from the evaluations
+    and the saliency maps (which need the models) are named only where a file is there."""
+    monkeypatch.chdir(ROOT)
+    suite = load_suite("great-defense", SPECS)
+    res = tmp_path / "great_defense_quick.md"
+    (tmp_path / "great_defense_quick_mnist_saliency.png").write_bytes(b"")  # left by an earlier run
+    run_suite(suite, None, True, out_dir=tmp_path / "runs", results=res,
+              records=ROOT / "docs" / "results" / "great_defense_quick_runs", jobs_n=1)
+    assert not (tmp_path / "runs").exists()  # nothing trained or attacked
+    text = res.read_text()
+    for group in ("mnist", "mnist_resnet", "cifar10"):
+        assert (tmp_path / f"great_defense_quick_{group}_eps.png").stat().st_size > 1000
+        assert f"great_defense_quick_{group}_eps.png" in text
+    assert "great_defense_quick_mnist_saliency.png" in text
+    assert "great_defense_quick_cifar10_saliency.png" not in text
+
+
 def test_git_commit_is_read_once_so_a_bench_s_own_files_do_not_mark_it_dirty(tmp_path, monkeypatch):
     import subprocess
 

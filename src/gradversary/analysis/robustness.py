@@ -443,7 +443,7 @@ def saliency_plot(images: Tensor, panels: Sequence[tuple[str, Tensor]], path: st
 
 
 def compare_plots(runs: dict[str, list[tuple[Path, dict]]], settings: RobustnessSettings, stem: Path,
-                  title: str, data_root: str | None = None) -> dict[str, str]:
+                  title: str, data_root: str | None = None, saliency: bool = True) -> dict[str, str]:
     """Accuracy against eps (mean over each model's runs) and saliency maps (each model's first
     run, on the same test images) of several models, as ``<stem>_eps.png`` and
     ``<stem>_saliency.png``; returns the names of the files written.
@@ -451,6 +451,8 @@ def compare_plots(runs: dict[str, list[tuple[Path, dict]]], settings: Robustness
     Args:
         runs: model label -> ``(run directory, its evaluation)`` pairs; the evaluation as
             :func:`load_or_attack` returns it (its ``curve`` is read).
+        saliency: draw the saliency maps (they load each model's checkpoint; the accuracy
+            curves need only the evaluations).
     """
     from ..engine.trainer import Trainer
 
@@ -465,6 +467,8 @@ def compare_plots(runs: dict[str, list[tuple[Path, dict]]], settings: Robustness
     eps_png, sal_png = stem.with_name(stem.name + "_eps.png"), stem.with_name(stem.name + "_saliency.png")
     if not accuracy_vs_eps_plot(curves, eps_png, title):
         return {}
+    if not saliency:
+        return {"accuracy_vs_eps": eps_png.name}
     s, panels, images = settings, [], None
     for label, pairs in runs.items():
         tr = Trainer.from_run_dir(pairs[0][0], data_root, checkpoint="selected")

@@ -89,25 +89,26 @@ def _transfer_source(run: BenchRun, job) -> Path | None:
 
 
 def _plots(run: BenchRun, gname: str, jobs) -> dict[str, str]:
-    """Accuracy against eps and saliency maps of the group's rows. With ``report_only`` they
-    are drawn again when every row's first run directory still has its checkpoint (the
-    saliency maps need the models; nothing is trained or attacked), else the plot files
-    already beside the results are named."""
+    """Accuracy against eps and saliency maps of the group's rows. The curves come from the
+    evaluations (run directories or records); the saliency maps need the models, so they are
+    drawn only while every row's first run directory still has its checkpoint (a fresh clone
+    reuses the committed records without them), else the saliency file already beside the
+    results is named. Nothing is trained or attacked here."""
     stem = run.results.with_name(run.results.stem + f"_{gname}")
     titles = {r.name: r.title for r in run.suite.rows}
     runs: dict[str, list] = {}
     for j in (j for j in jobs if "robustness" in j.extra):
         runs.setdefault(titles[j.row], []).append((j.run_dir, j.extra["robustness"]))
-    models = all((pairs[0][0] / "checkpoints" / "last.pt").exists() for pairs in runs.values())
-    if run.report_only and not (runs and models):
-        return {k: f"{stem.name}_{s}.png" for k, s in (("accuracy_vs_eps", "eps"), ("saliency", "saliency"))
-                if stem.with_name(f"{stem.name}_{s}.png").exists()}
     if not runs:
         return {}
+    models = all((pairs[0][0] / "checkpoints" / "last.pt").exists() for pairs in runs.values())
     seeds = sorted({j.seed for j in jobs if "robustness" in j.extra})
-    return compare_plots(runs, _settings(run, run.group_of(jobs[0])), stem,
-                         f"mean over seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}",
-                         run.data_root)
+    out = compare_plots(runs, _settings(run, run.group_of(jobs[0])), stem,
+                        f"mean over seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}",
+                        run.data_root, saliency=models)
+    if not models and (old := stem.with_name(f"{stem.name}_saliency.png")).exists():
+        out["saliency"] = old.name
+    return out
 
 
 @STAGES.register("step_time")
@@ -137,9 +138,6 @@ class StepTime:
                "batch_size": None if batch is None else int(batch.y_s.shape[0])}
         run.records.write(run.variant, "suite", "step_time", out)
         return out
-
-
-# ----------------------------------------------------------------------------- defense
 
 
 # ----------------------------------------------------------------------------- multi-task
