@@ -576,6 +576,25 @@ def test_methods_table_contrasts_an_ablation_with_its_reference_row():
                     "| AdaBN | +15.0 | n/a | +10.0 | 1 |"]
 
 
+def test_only_selects_the_rows_a_selected_row_waits_for(tmp_path, monkeypatch):
+    """``--only 'kd_*'``: the students' overrides name ``{run_dir:teacher}``, so the teacher is
+    selected too (it used to fail with a KeyError); a row waiting for a row the suite lacks is
+    a clear error."""
+    from gradversary.bench.runner import suite_status
+
+    monkeypatch.chdir(ROOT)
+    suite = load_suite("great-distill", SPECS)
+    rows = suite_status(suite, [0], only="kd_*", out_dir=tmp_path / "runs", results=tmp_path / "r.md")
+    assert [r[0] for r in rows] == ["teacher", "kd_dense", "kd_sparse"]
+    assert [r[0] for r in suite_status(suite, [0], only="erm_*", out_dir=tmp_path / "runs",
+                                       results=tmp_path / "r.md")] == ["erm_dense", "erm_sparse"]
+    kd = next(r for r in suite.rows if r.name == "kd_dense")
+    for c in kd.cells.values():
+        c.overrides = [o.replace("{run_dir:teacher}", "{run_dir:tutor}") for o in c.overrides]
+    with pytest.raises(ValueError, match="kd_dense of great-distill waits for row 'tutor'"):
+        suite_status(suite, [0], only="kd_dense", out_dir=tmp_path / "runs", results=tmp_path / "r.md")
+
+
 def test_status_tells_finished_unfinished_and_unstarted_runs_apart_without_writing(tmp_path):
     from gradversary.bench.runner import suite_status
 

@@ -237,6 +237,26 @@ def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool,
         return summary
 
 
+_RUN_DIR = re.compile(r"\{run_dir:(\w+)\}")
+
+
+def _with_dependencies(suite: Suite, rows: list, opts: list[str]) -> list:
+    """``rows`` and every row they wait for (``{run_dir:ROW}`` in an override, transitively),
+    in the suite's order: ``--only 'kd_*'`` selects the teacher too, which is reused if it is
+    finished and trained first if not."""
+    by_name = {r.name: r for r in suite.rows}
+    need, todo = {r.name for r in rows}, list(rows)
+    while todo:
+        row = todo.pop()
+        for dep in (d for c in row.cells.values() for o in [*c.overrides, *opts] for d in _RUN_DIR.findall(o)):
+            if dep not in by_name:
+                raise ValueError(f"row {row.name} of {suite.name} waits for row {dep!r}, which the suite does not have")
+            if dep not in need:
+                need.add(dep)
+                todo.append(by_name[dep])
+    return [r for r in suite.rows if r.name in need]
+
+
 def _expand(run: BenchRun, only: str | None) -> list[Job]:
     s = run.suite
     rows = [r for r in s.rows if only is None or fnmatch.fnmatch(r.name, only)]
@@ -244,6 +264,7 @@ def _expand(run: BenchRun, only: str | None) -> list[Job]:
         raise ValueError(f"no row of {s.name} matches {only!r}; rows: {', '.join(r.name for r in s.rows)}")
     opts = [o["override"].format(run.options[k]) for k, o in s.options.items() if "override" in o
             and not (o.get("omit_default") and run.options[k] == o.get("default"))]
+    rows = _with_dependencies(s, rows, opts)
     jobs = []
     for row in rows:
         for label, c in row.cells.items():
@@ -260,7 +281,7 @@ def _expand(run: BenchRun, only: str | None) -> list[Job]:
     for j in jobs:  # {run_dir:ROW}: that row's run directory; the job trains after the others
         j.run_dir = run.run_dir(j.row, j.label, j.seed)
         j.waits = any("{run_dir:" in o for o in j.overrides)
-        j.overrides = [re.sub(r"\{run_dir:(\w+)\}", lambda m: str(dirs[m[1]]), o) for o in j.overrides]
+        j.overrides = [_RUN_DIR.sub(lambda m: str(dirs[m[1]]), o) for o in j.overrides]
     return jobs
 
 
