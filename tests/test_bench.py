@@ -595,6 +595,37 @@ def test_only_selects_the_rows_a_selected_row_waits_for(tmp_path, monkeypatch):
         suite_status(suite, [0], only="kd_dense", out_dir=tmp_path / "runs", results=tmp_path / "r.md")
 
 
+def test_students_of_a_teacher_trained_again_are_made_again_not_reused(tmp_path):
+    """The distillation suite's layout on the moons: a teacher and a KD student that waits for
+    it. Run again, everything is reused; after the teacher's config changes (so it is trained
+    again in its directory), the finished student and its record no longer match and the
+    student is trained again, from the new teacher."""
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    base = {"model": {"name": "mlp", "hidden": [8]}, "data": {"name": "moons"},
+            "train": {"steps": 6, "eval_every": 3, "batch_size": 16, "threads": 1}}
+    (cfgs / "t.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}}))
+    (cfgs / "k.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "kd"}}))
+    raw = read_config_file(SPECS / "great_distill.yaml")
+    raw.update(config_dir=str(cfgs), stages=[], rows=[
+        {"name": "teacher", "group": "teacher", "title": "Teacher", "cells": {"teacher": {"config": "t.yaml", "seeds": [0]}}},
+        {"name": "kd_dense", "group": "dense", "title": "KD", "vars": {"method": "kd"}, "paper": {"dense": 1.0, "sparse": 1.0},
+         "cells": {"kd": {"config": "k.yaml", "overrides": ["method.teacher_run={run_dir:teacher}"]}}}])
+    suite = from_dict(Suite, raw)
+    student = tmp_path / "runs" / "full" / "kd_dense" / "kd-s0"
+    _run(suite, tmp_path, seeds=[0])
+    fp = json.loads((student / "summary.json").read_text())["teacher"]["fingerprint"]
+    stamp = (student / "summary.json").stat().st_mtime_ns
+    _run(suite, tmp_path, seeds=[0])
+    assert (student / "summary.json").stat().st_mtime_ns == stamp  # reused
+    (cfgs / "t.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}, "train": {**base["train"], "steps": 9}}))
+    _run(suite, tmp_path, seeds=[0])
+    again = json.loads((student / "summary.json").read_text())["teacher"]["fingerprint"]
+    assert again != fp
+    rec = json.loads((tmp_path / "r_runs" / "full" / "kd_dense" / "kd-s0.json").read_text())
+    assert rec["summary"]["teacher"]["fingerprint"] == again  # the record replaced too
+
+
 def test_status_tells_finished_unfinished_and_unstarted_runs_apart_without_writing(tmp_path):
     from gradversary.bench.runner import suite_status
 

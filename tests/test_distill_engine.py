@@ -87,6 +87,28 @@ def test_bad_teacher_runs_fail_with_a_clear_error(tmp_path, teacher_run):
         Trainer(cfg, run_dir=tmp_path / "s", task=wide)
 
 
+def test_a_student_refuses_to_resume_after_its_teacher_is_trained_again(tmp_path, teacher_run):
+    """The student keeps its teacher's checkpoint fingerprint (checkpoint and summary); a
+    teacher trained again in the same directory stops the resume with a clear error, while the
+    same teacher resumes."""
+    from gradversary.engine.teacher import teacher_fingerprint
+    from gradversary.errors import TeacherChangedError
+
+    fp = teacher_fingerprint(teacher_run)
+    assert fp is not None and len(fp) == 16 and teacher_fingerprint(tmp_path / "nowhere") is None
+    cfg = _cfg({"name": "kd", "teacher_run": str(teacher_run)}, tmp_path)
+    first = Trainer(cfg, run_dir=tmp_path / "s", task=_task()).fit()
+    assert first["teacher"] == {"run": str(teacher_run), "fingerprint": fp}
+    Trainer(cfg, run_dir=tmp_path / "s", task=_task()).fit(resume=True)  # the same teacher: resumes
+    # the teacher trained again (another seed) in its directory
+    Trainer(resolve_config({**_cfg({"name": "erm"}, tmp_path).to_dict(), "train": {**FAST, "seed": 1}}),
+            run_dir=teacher_run, task=_task()).fit(force=True)
+    assert teacher_fingerprint(teacher_run) != fp
+    with pytest.raises(TeacherChangedError, match=f"at checkpoint {fp}.*3 steps learnt from another teacher"):
+        Trainer(cfg, run_dir=tmp_path / "s", task=_task()).fit(resume=True)
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["teacher"]["fingerprint"] == fp  # kept
+
+
 def test_sparse_subset_is_balanced_fixed_and_independent_of_the_training_seed():
     import numpy as np
 

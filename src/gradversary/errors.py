@@ -23,6 +23,11 @@ class CheckpointError(GradversaryError, RuntimeError):
     """A checkpoint is missing, corrupt or does not match the run."""
 
 
+class TeacherChangedError(ConfigError):
+    """A distillation run's teacher is not the one it started with (its deployed checkpoint
+    differs), so the run cannot be continued or reused as it is."""
+
+
 class RunExistsError(GradversaryError, FileExistsError):
     """A run directory already holds a run, and neither resuming nor overwriting was asked."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -31,14 +32,17 @@ from typing import Any
 from ..config import from_dict
 from ..config_files import read_config_file
 from ..engine.config import resolve_config
+from ..engine.teacher import teacher_fingerprint
 from ..engine.trainer import Trainer
-from ..errors import ConfigError, DivergenceError
+from ..errors import ConfigError, DivergenceError, TeacherChangedError
 from ..io import atomic_write_text, git_commit, read_metrics
 from ..registry import Registry
 from ..report.markdown import provenance, provenance_lines
 from ..report.tables import TABLES
 from .parallel import map_jobs
 from .records import RunRecords, same_config
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SPEC_DIR", "STAGES", "TABLES", "BenchRun", "Job", "Suite", "list_suites", "load_suite",
            "run_suite", "render", "suite_status", "train_or_resume"]
@@ -225,8 +229,13 @@ def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool,
     cfg.train.progress = progress
     resume = same_config(run_dir / "config.yaml", cfg) and (run_dir / "checkpoints" / "last.pt").exists()
     # a fresh start here is deliberate (no run of this config to continue): overwrite
+    trainer = Trainer(cfg, run_dir=run_dir, data_root=data_root)
     try:
-        return Trainer(cfg, run_dir=run_dir, data_root=data_root).fit(resume=resume, force=not resume)
+        try:
+            return trainer.fit(resume=resume, force=not resume)
+        except TeacherChangedError as e:  # its steps so far learnt from another teacher
+            log.warning("%s: started again", e)
+            return trainer.fit(force=True)
     except DivergenceError as e:
         if not keep_diverged:
             raise
@@ -314,18 +323,13 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
     rec, results = run.records, run.results
     stage_out = _stages(run, "before")
     cmd = run.command or f"gradversary bench {suite.name}"
-    todo = []
-    for j in run.jobs:
-        j.cfg = j.resolve()
-        if same_config(j.run_dir / "config.yaml", j.cfg) and (j.run_dir / "summary.json").exists():
-            j.summary = json.loads((j.run_dir / "summary.json").read_text())
-            if rec.get(run.variant, j.row, j.cell, j.cfg) is None:
-                rec.put(run.variant, j.row, j.cell, j.cfg, j.summary, commit, cmd)
-        elif (found := rec.get(run.variant, j.row, j.cell, j.cfg)) is not None:
-            j.summary = found
-        elif not run.report_only:
-            todo.append(j)
-    for wave in ([j for j in todo if not j.waits], [j for j in todo if j.waits]):
+    # the runs another waits for ({run_dir:ROW}) first; a waiting run is matched against the
+    # finished runs and records only then, since a teacher trained again makes its students stale
+    for first in (True, False):
+        wave = [j for j in run.jobs if j.waits != first and not _reused(run, j, commit, cmd)]
+        if run.report_only:
+            continue
+
         def record(i: int, summary: dict, wave=wave) -> None:  # as each run ends
             rec.put(run.variant, wave[i].row, wave[i].cell, wave[i].cfg, summary, commit, cmd)
 
@@ -344,6 +348,37 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
     atomic_write_text(results.with_suffix(".json"), json.dumps(_without_histories(data), indent=1) + "\n")
     atomic_write_text(results, render(data, suite))
     return results
+
+
+def _reused(run: BenchRun, j: Job, commit: str, cmd: str) -> bool:
+    """Give ``j`` the summary of its finished run directory (recording it if the records lack
+    it) or of its record, when there is one of the same config that learnt from today's
+    teacher; ``False``: the run is to be made."""
+    rec = run.records
+    j.cfg = j.resolve()
+    if same_config(j.run_dir / "config.yaml", j.cfg) and (j.run_dir / "summary.json").exists():
+        summary = json.loads((j.run_dir / "summary.json").read_text())
+        if _same_teacher(j.cfg, summary):
+            j.summary = summary
+            if rec.get(run.variant, j.row, j.cell, j.cfg) is None:
+                rec.put(run.variant, j.row, j.cell, j.cfg, summary, commit, cmd)
+            return True
+        log.info("%s learnt from another teacher: it is made again", j.run_dir)
+        return False
+    found = rec.get(run.variant, j.row, j.cell, j.cfg)
+    if found is not None and _same_teacher(j.cfg, found):
+        j.summary = found
+        return True
+    return False
+
+
+def _same_teacher(cfg, summary: dict) -> bool:
+    """Whether a finished distillation run (or its record) learnt from the teacher now in its
+    ``method.teacher_run`` directory; true without a teacher, and when either fingerprint is
+    unknown (the teacher's directory is not here, or the run predates fingerprints)."""
+    now = teacher_fingerprint(cfg.method.get("teacher_run"))
+    then = (summary.get("teacher") or {}).get("fingerprint")
+    return now is None or then is None or now == then
 
 
 def _prepare(suite: Suite, seeds: list[int] | None, quick: bool, options: dict[str, Any] | None,

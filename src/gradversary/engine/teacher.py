@@ -9,6 +9,7 @@ weights when it kept them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,29 @@ from ..errors import CheckpointError, ConfigError
 from ..models.base import create_model
 from .checkpoint import load_checkpoint
 
-__all__ = ["load_teacher"]
+__all__ = ["load_teacher", "teacher_fingerprint"]
+
+
+def _deployed(run_dir: Path) -> Path:
+    best = run_dir / "checkpoints" / "best.pt"
+    return best if best.is_file() else run_dir / "checkpoints" / "last.pt"
+
+
+def teacher_fingerprint(run_dir: str | Path | None) -> str | None:
+    """The first 16 hex digits of the SHA-256 of the checkpoint ``run_dir`` deploys, or
+    ``None`` when the run is not finished (no ``summary.json``) or has no checkpoint. A student
+    records it when it starts, so that a teacher trained again (another config or seed in the
+    same directory) is noticed on resume and by the benchmark's reuse of finished runs."""
+    if not run_dir or not (Path(run_dir) / "summary.json").is_file():
+        return None
+    path = _deployed(Path(run_dir))
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def load_teacher(run_dir: str | Path | None, in_shape: Sequence[int], num_classes: int,
@@ -52,9 +75,7 @@ def load_teacher(run_dir: str | Path | None, in_shape: Sequence[int], num_classe
         raise CheckpointError(f"teacher run {str(run_dir)!r} predicts {k} classes, the student's "
                               f"task has {num_classes}")
     spec = dict(read_yaml(run_dir / "config.yaml", "teacher run config")["model"])
-    best = run_dir / "checkpoints" / "best.pt"
-    state = load_checkpoint(best if best.is_file() else run_dir / "checkpoints" / "last.pt",
-                            map_location="cpu")
+    state = load_checkpoint(_deployed(run_dir), map_location="cpu")
     weights = {name[len("model."):]: v for name, v in state["method"].items()
                if name.startswith("model.")}
     for name, v in state.get("ema", {}).items():

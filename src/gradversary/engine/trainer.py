@@ -38,7 +38,7 @@ from ..data.augment import CenterCrop, augmented_shape
 from ..data.registry import create_task
 from ..data.root import LazyRoot
 from ..data.task import DATask
-from ..errors import CheckpointError, ConfigError, DivergenceError, RunExistsError
+from ..errors import CheckpointError, ConfigError, DivergenceError, RunExistsError, TeacherChangedError
 from ..io import atomic_write_text, read_metrics
 from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
@@ -56,7 +56,7 @@ from .logger import MetricsLog
 from .optim import Optimizers
 from .resume import check_resume_changes, config_changes, schedules_extendable
 from .seed import rng_state, seed_everything, set_rng_state
-from .teacher import load_teacher
+from .teacher import load_teacher, teacher_fingerprint
 from .threads import apply_threads
 
 __all__ = ["Trainer", "StepInfo", "build_task", "build_method"]
@@ -125,10 +125,13 @@ def _hold_out_source(task: DATask, holdout: float, seed: int) -> DATask:
                   name=task.name, meta=task.meta)
 
 
-def _attach_teacher(method: Method, task: DATask, device: torch.device) -> None:
-    """Give a distillation method (``needs_teacher``) its frozen, unsaved teacher."""
-    if method.needs_teacher:
-        method.set_teacher(load_teacher(method.teacher_run, task.in_shape, task.num_classes, device))
+def _attach_teacher(method: Method, task: DATask, device: torch.device) -> dict[str, str] | None:
+    """Give a distillation method (``needs_teacher``) its frozen, unsaved teacher; returns
+    the teacher's run directory and checkpoint fingerprint (``None`` without a teacher)."""
+    if not method.needs_teacher:
+        return None
+    method.set_teacher(load_teacher(method.teacher_run, task.in_shape, task.num_classes, device))
+    return {"run": str(method.teacher_run), "fingerprint": teacher_fingerprint(method.teacher_run)}
 
 
 def _total_steps(t: TrainConfig, n_source: int, n_s: int) -> int:
@@ -176,7 +179,7 @@ class Trainer:
         self.device = torch.device(t.device)
         self.method = build_method(cfg, self.task).to(self.device)
         self.threads = apply_threads(t.threads, self.method.model, self.task.in_shape, t.batch_size)
-        _attach_teacher(self.method, self.task, self.device)
+        self.teacher = _attach_teacher(self.method, self.task, self.device)
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / cfg.run_name
         self.batches = BatchComposer(self.task, t.batch_size, self.method.uses_target, t.seed,
@@ -256,6 +259,7 @@ class Trainer:
             "wall_time": self.wall_time,
             "costs": json.dumps(self.costs),
             "config": json.dumps(self.cfg.to_dict()),
+            **({"teacher": json.dumps(self.teacher)} if self.teacher else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -425,6 +429,17 @@ class Trainer:
                              selects=self.cfg.selection.criterion != "last")
         return changes
 
+    def _check_teacher(self, state: dict[str, Any]) -> None:
+        """Refuse to resume a distillation run whose teacher checkpoint is not the one it
+        started with (a checkpoint written before fingerprints were kept is not checked)."""
+        saved = json.loads(state["teacher"]) if "teacher" in state else None
+        if self.teacher and saved and saved.get("fingerprint") != self.teacher["fingerprint"]:
+            raise TeacherChangedError(
+                f"{str(self.run_dir)!r} started with the teacher in {saved['run']!r} at checkpoint "
+                f"{saved.get('fingerprint')}, and that teacher is now {self.teacher['fingerprint']} "
+                f"(trained again?): its {state.get('step', 0)} steps learnt from another teacher; "
+                "start again (--force)")
+
     def _start(self, resume: bool, force: bool) -> None:
         """Load the checkpoint to resume (refusing config changes that would make it another
         run), or start afresh, refusing to overwrite a run already in the directory unless
@@ -436,6 +451,7 @@ class Trainer:
             if not self.ckpt_path.exists():
                 raise CheckpointError(f"nothing to resume: {str(self.ckpt_path)!r} does not exist")
             state = load_checkpoint(self.ckpt_path, map_location=self.device)
+            self._check_teacher(state)
             changes = self._resume_changes(state)
             self.load_state_dict(state)
             self.log.truncate_after(self.step)
@@ -553,6 +569,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "threads": self.threads,
             "num_classes": self.task.num_classes,
+            **({"teacher": dict(self.teacher)} if self.teacher else {}),
             "warnings": list(self.warnings),
             # mean wall-clock seconds per evaluation: the evaluation itself and each validator
             "eval_cost_s": {k: v / self.costs["evaluations"] for k, v in self.costs.items()
