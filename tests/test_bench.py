@@ -619,6 +619,14 @@ def test_students_of_a_teacher_trained_again_are_made_again_not_reused(tmp_path)
     _run(suite, tmp_path, seeds=[0])
     assert (student / "summary.json").stat().st_mtime_ns == stamp  # reused
     (cfgs / "t.yaml").write_text(yaml.safe_dump({**base, "method": {"name": "erm"}, "train": {**base["train"], "steps": 9}}))
+    from gradversary.bench.runner import suite_status
+
+    status = {r[0]: r[3] for r in suite_status(suite, [0], out_dir=tmp_path / "runs", results=tmp_path / "r.md")}
+    assert status == {"teacher": "another config in its directory (a run starts again)",
+                      "kd_dense": "finished"}  # its teacher is not trained again yet
+    _run(suite, tmp_path, seeds=[0], only="teacher")
+    status = {r[0]: r[3] for r in suite_status(suite, [0], out_dir=tmp_path / "runs", results=tmp_path / "r.md")}
+    assert status["kd_dense"] == "finished, from a teacher since trained again (a run makes it again)"
     _run(suite, tmp_path, seeds=[0])
     again = json.loads((student / "summary.json").read_text())["teacher"]["fingerprint"]
     assert again != fp

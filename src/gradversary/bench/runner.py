@@ -423,8 +423,11 @@ def suite_status(suite: Suite, seeds: list[int] | None = None, quick: bool = Fal
         mine = same_config(d / "config.yaml", j.cfg)
         train, evals = _last_logged(d / "metrics.jsonl") if mine else (None, None)
         if mine and (d / "summary.json").exists():
-            div = json.loads((d / "summary.json").read_text()).get("diverged")
+            summary = json.loads((d / "summary.json").read_text())
+            div = summary.get("diverged")
             state = f"finished: diverged at step {div['step']:,}" if div else "finished"
+            if not _same_teacher(j.cfg, summary):
+                state += ", from a teacher since trained again (a run makes it again)"
         elif run.records.get(run.variant, j.row, j.cell, j.cfg) is not None:
             state = "finished (record)"
         elif mine and train is not None:
