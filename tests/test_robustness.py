@@ -298,6 +298,7 @@ def test_bench_shows_a_diverged_run_as_such_and_keeps_the_rest(tmp_path):
     run = rows["a_great"]["runs"]["a_great"][0]
     step = run["diverged"]["step"]
     assert 1 < step < 8 and "robustness" not in run and "running away" in run["diverged"]["reason"]
+    assert run["wall_time_s"] > 0  # its time, to the step it stopped at
     great = next(line for line in text.splitlines() if line.startswith("| GREAT |"))
     assert f"| diverged at step {step} |" in great
     erm = next(line for line in text.splitlines() if line.startswith("| Baseline (ERM) |"))

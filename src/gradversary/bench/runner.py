@@ -241,6 +241,7 @@ def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool,
             raise
         summary = {"run": cfg.run_name, "method": cfg.method["name"], "data": cfg.data["name"],
                    "seed": cfg.train.seed, "steps": e.step, "final": {},
+                   "wall_time_s": round(trainer.wall_time, 3),  # to the last step logged
                    "diverged": {"step": e.step, "reason": str(e), "checkpoint": e.checkpoint}}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
