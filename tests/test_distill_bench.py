@@ -61,6 +61,10 @@ def test_last_interval_change_reads_the_history_in_points():
     assert gd.last_interval_change(_summary(0.61)) is None
     one = {"history": [{"step": 1, "source_test_acc": 0.5}, {"step": 2, "target_test_acc": 0.4}]}
     assert gd.last_interval_change(one) is None  # only one evaluation carries the key
+    # a final evaluation 25 steps after the last periodic one: compared with the one 469 earlier
+    runs = {"history": [{"step": s, "source_test_acc": a} for s, a in
+                        ((469, 0.64), (938, 0.69), (1407, 0.70), (1876, 0.715), (2345, 0.7325), (2370, 0.7315))]}
+    assert gd.last_interval_change(runs) == pytest.approx(100 * (0.7315 - 0.715))
 
 
 @pytest.mark.slow

@@ -314,11 +314,19 @@ def distill_table(data: dict, suite) -> list[str]:
 
 
 def last_interval_change(summary: dict, key: str = "source_test_acc") -> float | None:
-    """A run's test accuracy at its last evaluation minus the one before, in points, from the
-    summary's per-evaluation ``history``; ``None`` without two evaluations that carry ``key``
-    (records made before the history kept it)."""
-    vals = [h[key] for h in summary.get("history", []) if key in h]
-    return 100 * (vals[-1] - vals[-2]) if len(vals) >= 2 else None
+    """A run's test accuracy at its last evaluation minus the one an evaluation interval
+    earlier (the first evaluation's step), in points, from the summary's per-evaluation
+    ``history``. The final evaluation often comes a few steps after the last periodic one
+    (2,370 steps evaluated every 469: 2,345 and 2,370), so it is compared with the latest
+    evaluation at or before ``last step - interval`` (1,876), not with the one just before it.
+    ``None`` without two evaluations that carry ``key`` (records made before the history kept
+    it)."""
+    pts = [(h.get("step", i + 1), h[key]) for i, h in enumerate(summary.get("history", [])) if key in h]
+    if len(pts) < 2:
+        return None
+    last_step, last = pts[-1]
+    earlier = [v for s, v in pts[:-1] if s <= last_step - pts[0][0]] or [pts[-2][1]]
+    return 100 * (last - earlier[-1])
 
 
 def sparse_verdict(sparse: dict[str, list[float]], labels: dict[str, str]) -> str:
