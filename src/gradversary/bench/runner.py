@@ -326,8 +326,8 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
     cmd = run.command or f"gradversary bench {suite.name}"
     # the runs another waits for ({run_dir:ROW}) first; a waiting run is matched against the
     # finished runs and records only then, since a teacher trained again makes its students stale
-    for first in (True, False):
-        wave = [j for j in run.jobs if j.waits != first and not _reused(run, j, commit, cmd)]
+    for waits in (False, True):
+        wave = [j for j in run.jobs if j.waits == waits and not _reused(run, j, commit, cmd)]
         if run.report_only:
             continue
 

@@ -321,7 +321,7 @@ def last_interval_change(summary: dict, key: str = "source_test_acc") -> float |
     evaluation at or before ``last step - interval`` (1,876), not with the one just before it.
     ``None`` without two evaluations that carry ``key`` (records made before the history kept
     it)."""
-    pts = [(h.get("step", i + 1), h[key]) for i, h in enumerate(summary.get("history", [])) if key in h]
+    pts = [(h["step"], h[key]) for h in summary.get("history", []) if key in h]
     if len(pts) < 2:
         return None
     last_step, last = pts[-1]
