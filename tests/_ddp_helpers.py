@@ -34,7 +34,11 @@ METHOD = {"sum": {"name": "double_backprop", "weight": 0.5},
                            "beta_schedule": {"name": "constant", "value": 2.0}},
           # DANN on small images with random crops, padding and flips of source and target:
           # each rank must augment its shard exactly as one process augments those rows
-          "augment": {"name": "dann"}}
+          "augment": {"name": "dann"},
+          # per-example random starts: each rank must draw its rows of the global batch's noise
+          "pgd_at": {"name": "pgd_at", "eps": 0.1, "step_size": 0.05, "steps": 2},
+          "fast_at": {"name": "fast_at", "eps": 0.1}}
+IMAGES = {"augment", "pgd_at", "fast_at"}  # trained on small images in [0, 1]
 
 
 def config(reduction: str, seed: int = 0):
@@ -57,7 +61,7 @@ def final_params(reduction: str, run_dir: str):
 
     from gradversary.engine import Trainer
 
-    tr = Trainer(config(reduction), run_dir=run_dir, task=image_task() if reduction == "augment" else None)
+    tr = Trainer(config(reduction), run_dir=run_dir, task=image_task() if reduction in IMAGES else None)
     tr.fit()
     return tr, {k: v.detach().clone() for k, v in tr.method.state_dict().items()}
 

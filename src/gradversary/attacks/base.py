@@ -169,10 +169,27 @@ def make_generator(seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator().manual_seed(int(seed))
 
 
-def uniform_like(x: Tensor, low: float, high: float, generator: torch.Generator | None) -> Tensor:
+def uniform_like(x: Tensor, low: float, high: float, generator: torch.Generator | None,
+                 shard: tuple[int, int] = (0, 1)) -> Tensor:
     """Uniform noise in [low, high) like ``x``, drawn on the CPU (so a seed gives the same
-    numbers on every device) and moved to ``x``'s device and dtype."""
-    u = torch.rand(tuple(x.shape), generator=generator, dtype=x.dtype)
+    numbers on every device) and moved to ``x``'s device and dtype.
+
+    With ``shard = (rank, world_size)``, ``x`` is that rank's rows of a global batch of
+    ``world_size * N``: the noise is drawn for the whole global batch and the rank keeps its
+    rows, so every rank consumes the generator alike and the ranks together draw exactly what
+    one process draws for the global batch.
+
+    Shape:
+        x: (N, *); output: (N, *).
+    """
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}")
+    if world == 1:
+        u = torch.rand(tuple(x.shape), generator=generator, dtype=x.dtype)
+    else:
+        n = x.shape[0]
+        u = torch.rand((world * n, *x.shape[1:]), generator=generator, dtype=x.dtype)[rank * n:(rank + 1) * n]
     return (low + (high - low) * u).to(x.device)
 
 

@@ -65,7 +65,7 @@ class BatchComposer:
             x_s = augment_batch(x_s, aug, *key, STREAMS["source"], self.rank, self.world_size)
             if x_t is not None and aug.target:
                 x_t = augment_batch(x_t, aug, *key, STREAMS["target"], self.rank, self.world_size)
-        return Batch(x_s, y_s, x_t, targets)
+        return Batch(x_s, y_s, x_t, targets, (self.rank, self.world_size))
 
     def state_dict(self) -> dict[str, Any]:
         return {"source": self.source.state_dict(),

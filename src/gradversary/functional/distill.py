@@ -50,21 +50,27 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
     return T * T * F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
 
 
-def random_directions(like: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+def random_directions(like: Tensor, k: int, generator: torch.Generator | None = None,
+                      shard: tuple[int, int] = (0, 1)) -> Tensor:
     """k standard normal directions per example, for :func:`project_gradient`.
 
     Args:
         like: a batch of gradients; the directions get its device and dtype.
         k: directions per example.
         generator: a torch generator on ``like``'s device (default: the global RNG).
+        shard: ``(rank, world_size)`` when ``like`` is one DDP rank's rows of a global batch:
+            the directions are drawn for the global batch and the rank keeps its rows, so the
+            ranks draw what one process draws.
 
     Shape:
         like: (N, *); output: (N, k, *).
     """
     if k < 1:
         raise ValueError(f"need k >= 1 directions, got {k}")
-    return torch.randn((like.shape[0], k, *like.shape[1:]), generator=generator,
-                       device=like.device, dtype=like.dtype)
+    rank, world = shard
+    n = like.shape[0]
+    d = torch.randn((world * n, k, *like.shape[1:]), generator=generator, device=like.device, dtype=like.dtype)
+    return d[rank * n:(rank + 1) * n]
 
 
 def project_gradient(g: Tensor, directions: Tensor) -> Tensor:

@@ -28,12 +28,17 @@ class Batch:
         x_t: (N_t, *) unlabelled target inputs, or ``None`` for methods that use no target;
         targets: further source targets by task name (multi-task learning), each (N_s, *), or
         ``None`` (the source :class:`DomainData` has none).
+        shard: ``(rank, world_size)``: under DDP these are rows ``rank * N .. (rank + 1) * N - 1``
+        of the global batch. A method that draws noise per example draws it for the global
+        batch and keeps its rows (:func:`gradversary.attacks.base.uniform_like`), so N ranks
+        draw what one process draws and their RNGs stay in step.
     """
 
     x_s: Tensor
     y_s: Tensor
     x_t: Tensor | None = None
     targets: dict[str, Tensor] | None = None
+    shard: tuple[int, int] = (0, 1)
 
 
 @dataclass

@@ -63,7 +63,7 @@ class FastAdversarialTraining(Method):
     """Wong et al.'s fast adversarial training: CE at FGSM-from-a-random-start points.
 
     The random start draws from the global torch RNG (seeded by the engine and saved in its
-    checkpoints). The FGSM gradient is taken with every submodule in eval mode (restored
+    checkpoints), for the global batch under DDP (``Batch.shard``). The FGSM gradient is taken with every submodule in eval mode (restored
     after), as for the other adversarial-training methods here; Wong et al. took it in
     training mode, which differs only for networks with BatchNorm or dropout.
 
@@ -86,7 +86,7 @@ class FastAdversarialTraining(Method):
     def forward(self, batch: Batch) -> MethodOutput:
         x, y, eps = batch.x_s.detach(), batch.y_s, self.cfg.eps
         lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
-        x0 = x + uniform_like(x, -eps, eps, None)
+        x0 = x + uniform_like(x, -eps, eps, None, batch.shard)
         if self.cfg.clip_start:
             x0 = torch.minimum(torch.maximum(x0, lo), hi)
         x0.requires_grad_(True)

@@ -55,10 +55,11 @@ class PGDATConfig:
 
 
 def pgd_linf(model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size: float, steps: int,
-             random_start: bool = True) -> Tensor:
+             random_start: bool = True, shard: tuple[int, int] = (0, 1)) -> Tensor:
     """The last iterate of L-infinity PGD on the summed cross-entropy (Madry et al.).
 
-    Random starts draw from the global torch RNG (the engine seeds it and saves its state).
+    Random starts draw from the global torch RNG (the engine seeds it and saves its state), for
+    the global batch of which ``x`` is the rows ``shard`` (``Batch.shard``; DDP).
     The caller chooses the model's mode; parameters' ``.grad`` are left alone.
 
     Shape:
@@ -68,7 +69,7 @@ def pgd_linf(model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size: floa
     lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
     x_adv = x.clone()
     if random_start:
-        x_adv = torch.minimum(torch.maximum(x + uniform_like(x, -eps, eps, None), lo), hi)
+        x_adv = torch.minimum(torch.maximum(x + uniform_like(x, -eps, eps, None, shard), lo), hi)
     for _ in range(steps):
         x_adv.requires_grad_(True)
         with torch.enable_grad():
@@ -117,5 +118,5 @@ class PGDAdversarialTraining(Method):
     def forward(self, batch: Batch) -> MethodOutput:
         x, y, c = batch.x_s, batch.y_s, self.cfg
         with eval_mode(self.model):
-            x_adv = pgd_linf(self.model, x, y, c.eps, c.step_size, c.steps, c.random_start)
+            x_adv = pgd_linf(self.model, x, y, c.eps, c.step_size, c.steps, c.random_start, batch.shard)
         return train_on_perturbed(self.model, x, x_adv, y)

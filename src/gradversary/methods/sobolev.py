@@ -80,7 +80,7 @@ class Sobolev(DistillMethod):
         g_s = input_gradient(ce_sum, x, create_graph=True)
         g_t = self.teacher_input_gradient(batch.x_s, y)
         k = self.cfg.projections
-        dirs = random_directions(g_s, k) if k else None
+        dirs = random_directions(g_s, k, shard=batch.shard) if k else None
         grad_loss = sobolev_distance(g_s, g_t, dirs)
         task_loss = ce_sum / y.shape[0]
         metrics = {"src_acc": (logits.detach().argmax(-1) == y).float().mean(),
