@@ -38,7 +38,13 @@ from ..data.augment import CenterCrop, augmented_shape
 from ..data.registry import create_task
 from ..data.root import LazyRoot
 from ..data.task import DATask
-from ..errors import CheckpointError, ConfigError, DivergenceError, RunExistsError, TeacherChangedError
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    DivergenceError,
+    RunExistsError,
+    TeacherChangedError,
+)
 from ..io import atomic_write_text, read_metrics
 from ..methods.base import Batch, Method, create_method
 from ..models.base import create_model
