@@ -396,3 +396,37 @@ def test_an_interrupted_evaluation_resumes_at_its_attack_and_equals_an_uninterru
     # a partial file of other settings or checkpoints is not trusted
     partial.write_text(json.dumps({"key": "other", "attacks": {"0.1/fgsm": {"accuracy": 0.0, "correct": "0" * 24}}}))
     assert rb.attack_run(run, TINY)["tables"] == whole["tables"]
+
+
+def test_a_run_on_two_ddp_ranks_stops_where_one_process_stops(tmp_path):
+    # the ranks watch the global batch's loss, so they stop together (no rank left waiting in
+    # an all-reduce) and at the step one process stops at
+    suite = _suite(tmp_path, {"a": ([0.3], ["great"])}, steps=8)
+    _diverging(tmp_path, suite, "a_great")
+    suite.keep_diverged = True
+    step = {}
+    for n in (1, 2):
+        _, rows = _bench(tmp_path, suite, [0], out_dir=tmp_path / f"runs{n}", results=tmp_path / f"gd{n}.md", nproc=n)
+        step[n] = rows["a_great"]["runs"]["a_great"][0]["diverged"]["step"]
+    assert step[1] == step[2] and 1 < step[1] < 8
+
+
+def test_each_evaluation_is_recorded_as_it_ends_though_a_later_one_fails(tmp_path, monkeypatch):
+    import pytest
+
+    import gradversary.bench.great as great_bench
+
+    suite = _suite(tmp_path, {"a": ([0.3], ["erm", "great"])}, steps=3)
+    real = great_bench.load_or_attack
+
+    def flaky(run_dir, *args):
+        if run_dir.name.startswith("a_great"):
+            raise RuntimeError("the machine went away")
+        return real(run_dir, *args)
+
+    monkeypatch.setattr(great_bench, "load_or_attack", flaky)
+    with pytest.raises(RuntimeError, match="went away"):
+        _bench(tmp_path, suite, [0], jobs_n=1)
+    saved = tmp_path / "gd_runs" / "full"
+    assert (saved / "a_erm" / "a_erm-s0.robustness.json").is_file()  # kept before the failure
+    assert not (saved / "a_great" / "a_great-s0.robustness.json").exists()

@@ -57,11 +57,14 @@ class Robustness:
             else:
                 continue  # never evaluated with these settings: nothing to show
             keep.append(j)
-        for (j, args), ev in zip(todo, map_jobs(load_or_attack, [a for _, a in todo], run.jobs_n,
-                                                "attacks", run.progress)):
+
+        def record(i: int, ev: dict) -> None:  # as each evaluation ends, not once all have
+            j, args = todo[i]
             j.extra["robustness"] = {k: ev[k] for k in _KEEP}
             run.records.write(run.variant, j.row, j.cell + ".robustness",
                               {"settings": dataclasses.asdict(args[1]), "robustness": j.extra["robustness"]})
+
+        map_jobs(load_or_attack, [a for _, a in todo], run.jobs_n, "attacks", run.progress, on_result=record)
         run.jobs = keep
         out = {}
         for gname, group in run.suite.groups.items():

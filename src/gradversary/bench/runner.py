@@ -32,6 +32,7 @@ from typing import Any
 from ..config import from_dict
 from ..config_files import read_config_file
 from ..engine.config import resolve_config
+from ..engine.distributed import spawn_ranks
 from ..engine.teacher import teacher_fingerprint
 from ..engine.trainer import Trainer
 from ..errors import ConfigError, DivergenceError, TeacherChangedError
@@ -195,6 +196,7 @@ class BenchRun:
     records: RunRecords
     data_root: str | None = None
     jobs_n: int = 1
+    nproc: int = 1
     progress: bool = False
     report_only: bool = False
     command: str = ""
@@ -220,12 +222,19 @@ class BenchRun:
 
 
 def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool,
-                    keep_diverged: bool = False) -> dict:
+                    keep_diverged: bool = False, nproc: int = 1) -> dict:
     """Train, or resume an unfinished run of the same resolved config; its summary.
 
     With ``keep_diverged``, a run the engine stops as diverged gets a summary saying so
     (``diverged``: step, reason, the checkpoint kept), written as its ``summary.json`` so that
-    the suite reuses it like any finished run; otherwise the error propagates."""
+    the suite reuses it like any finished run; otherwise the error propagates.
+
+    With ``nproc`` > 1 the run trains on that many local DDP ranks (spawned here; gloo on CPU),
+    which together take the steps of one process on the global batch (``tests/test_ddp.py``);
+    the summary is read back from the run directory."""
+    if nproc > 1:
+        spawn_ranks(_train_rank, nproc, cfg, run_dir, data_root, keep_diverged)
+        return json.loads((run_dir / "summary.json").read_text())
     cfg.train.progress = progress
     resume = same_config(run_dir / "config.yaml", cfg) and (run_dir / "checkpoints" / "last.pt").exists()
     # a fresh start here is deliberate (no run of this config to continue): overwrite
@@ -243,8 +252,14 @@ def train_or_resume(cfg, run_dir: Path, data_root: str | None, progress: bool,
                    "seed": cfg.train.seed, "steps": e.step, "final": {},
                    "wall_time_s": round(trainer.wall_time, 3),  # to the last step logged
                    "diverged": {"step": e.step, "reason": str(e), "checkpoint": e.checkpoint}}
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if trainer.writes:  # rank 0 (every rank stops at the same step: it watches global figures)
+            atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def _train_rank(cfg, run_dir: Path, data_root: str | None, keep_diverged: bool) -> None:
+    """One DDP rank of :func:`train_or_resume` (run by :func:`spawn_ranks`)."""
+    train_or_resume(cfg, run_dir, data_root, False, keep_diverged)
 
 
 _RUN_DIR = re.compile(r"\{run_dir:(\w+)\}")
@@ -315,7 +330,8 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
         options: the suite's options (defaults from the spec).
         only: glob on row names.
         records: ``True``: ``<results stem>_runs/`` beside the results; a path; ``False``: off.
-        settings: ``data_root``, ``jobs_n``, ``progress``, ``report_only``, ``command``
+        settings: ``data_root``, ``jobs_n``, ``nproc`` (DDP ranks per training run), ``progress``,
+            ``report_only``, ``command``
             (fields of :class:`BenchRun`).
     """
     t0 = time.perf_counter()
@@ -334,9 +350,10 @@ def run_suite(suite: Suite, seeds: list[int] | None = None, quick: bool = False,
         def record(i: int, summary: dict, wave=wave) -> None:  # as each run ends
             rec.put(run.variant, wave[i].row, wave[i].cell, wave[i].cfg, summary, commit, cmd)
 
+        # with DDP ranks per run (nproc), the runs train one after another
         fresh = map_jobs(train_or_resume, [(j.cfg, j.run_dir, run.data_root, run.progress and run.jobs_n == 1,
-                                            suite.keep_diverged) for j in wave],
-                         run.jobs_n, "runs", run.progress, on_result=record)
+                                            suite.keep_diverged, run.nproc) for j in wave],
+                         1 if run.nproc > 1 else run.jobs_n, "runs", run.progress, on_result=record)
         for j, s in zip(wave, fresh):
             j.summary = s
     missing, total = [j for j in run.jobs if j.summary is None], len(run.jobs)

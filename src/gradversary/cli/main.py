@@ -246,6 +246,10 @@ def _add_bench_suite(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="processes of one thread each for the runs, grid searches and evaluations "
                         "(default: one per CPU core)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="DDP ranks (local processes) per training run: N ranks take one process's "
+                        "steps on the global batch in about 1/N of the time; the runs then train "
+                        "one after another (default 1)")
     p.add_argument("--quick", action="store_true", help="reduced size, for a first look (minutes)")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="N (seeds 0..N-1) or a list with commas: 0,2 or just 1, (default: the "
@@ -282,6 +286,8 @@ def _cmd_bench(args) -> int:
         return 0
     if args.jobs is not None and args.jobs < 1:
         raise GradversaryError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.nproc < 1:
+        raise GradversaryError(f"--nproc must be at least 1, got {args.nproc}")
     suite = load_suite(args.suite)
     if args.config_dir:
         suite.config_dir = args.config_dir
@@ -301,7 +307,7 @@ def _cmd_bench(args) -> int:
     try:
         path = run_suite(suite, args.seeds, args.quick, options,
                          args.only, args.out_dir, args.results, records=not args.no_records,
-                         data_root=args.data_root, jobs_n=args.jobs or os.cpu_count() or 1,
+                         data_root=args.data_root, jobs_n=args.jobs or os.cpu_count() or 1, nproc=args.nproc,
                          progress=not args.no_progress, report_only=args.report_only,
                          command=_command_line())
     except ValueError as e:

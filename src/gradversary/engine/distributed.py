@@ -16,13 +16,17 @@ Two traps, both guarded by ``tests/test_ddp.py``:
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "dist_info", "init_distributed", "shutdown_distributed", "wrap_ddp", "is_main"]
+__all__ = ["DistInfo", "dist_info", "init_distributed", "shutdown_distributed", "wrap_ddp", "is_main",
+           "mean_over_ranks", "spawn_ranks"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +97,44 @@ def wrap_ddp(module: nn.Module, device: str = "cpu", static_graph: bool = False,
     return nn.parallel.DistributedDataParallel(
         module, static_graph=False, find_unused_parameters=find_unused_parameters, **kwargs
     )
+
+
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The element-wise mean of ``t`` over the ranks (``t`` itself without a process group).
+
+    Every rank must call it with a tensor of the same shape, at the same point."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / dist.get_world_size()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_entry(rank: int, fn: Callable[..., Any], world: int, port: int, args: tuple) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    try:
+        fn(*args)
+    finally:
+        shutdown_distributed()
+
+
+def spawn_ranks(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
+    """Run ``fn(*args)`` on ``nproc`` local ranks (spawned processes; gloo on CPU), as
+    ``torchrun --standalone --nproc-per-node nproc`` would: each rank sees the usual ``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` (its share of the cores), and a
+    :class:`~gradversary.engine.Trainer` built there trains its shard of every batch. Returns
+    when every rank has ended; a rank's exception is raised here with its traceback.
+
+    ``fn`` must be a module-level function and ``args`` picklable."""
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, got {nproc}")
+    import torch.multiprocessing as mp
+
+    mp.spawn(_rank_entry, args=(fn, nproc, _free_port(), args), nprocs=nproc, join=True)

@@ -55,7 +55,7 @@ from .batches import BatchComposer
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .collapse import CollapseWatch
 from .config import RunConfig, TrainConfig, resolve_config
-from .distributed import DistInfo, init_distributed, wrap_ddp
+from .distributed import DistInfo, init_distributed, mean_over_ranks, wrap_ddp
 from .divergence import DivergenceWatch
 from .ema import EMA
 from .logger import MetricsLog
@@ -387,6 +387,11 @@ class Trainer:
 
     def _flush(self, window: _Window, bar) -> None:
         losses = torch.stack(window.losses)
+        if self.dist.enabled:  # log and watch the global batch's figures, alike on every rank
+            parts = [losses.float(), *window.sums.values()]
+            flat = mean_over_ranks(torch.cat([t.reshape(-1) for t in parts]))
+            means = [m.reshape(t.shape) for m, t in zip(flat.split([t.numel() for t in parts]), parts)]
+            losses, window.sums = means[0], dict(zip(window.sums, means[1:]))
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = self.step - window.steps + int((~finite).nonzero()[0, 0]) + 1
