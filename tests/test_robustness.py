@@ -430,3 +430,26 @@ def test_each_evaluation_is_recorded_as_it_ends_though_a_later_one_fails(tmp_pat
     saved = tmp_path / "gd_runs" / "full"
     assert (saved / "a_erm" / "a_erm-s0.robustness.json").is_file()  # kept before the failure
     assert not (saved / "a_great" / "a_great-s0.robustness.json").exists()
+
+
+def test_a_recorded_run_missing_its_evaluation_is_trained_again_with_its_transfer_source(tmp_path):
+    # a fresh machine holds the records but no run directory: a run whose evaluation was never
+    # recorded cannot be attacked from its record, so it is made again, and so is the ERM run
+    # it is attacked from (transfer); a report-only invocation still trains nothing
+    import shutil
+
+    suite = _suite(tmp_path, {"a": ([0.3], ["erm", "great"])}, steps=3)
+    _bench(tmp_path, suite, [0])
+    saved = tmp_path / "gd_runs" / "full"
+    (saved / "a_great" / "a_great-s0.robustness.json").unlink()
+    shutil.rmtree(tmp_path / "runs")
+    text, rows = _bench(tmp_path, suite, [0], report_only=True)
+    assert rows["a_great"]["runs"] == {} and "trained, not yet evaluated: a_great (seed 0)" in text
+    assert not (tmp_path / "runs" / "full" / "a_great").exists()
+    _, rows = _bench(tmp_path, suite, [0])
+    great = rows["a_great"]["runs"]["a_great"][0]["robustness"]
+    assert great["transfer_from"].endswith("a_erm-s0") and (saved / "a_great" / "a_great-s0.robustness.json").is_file()
+    assert (tmp_path / "runs" / "full" / "a_erm" / "a_erm-s0" / "checkpoints" / "last.pt").is_file()
+    shutil.rmtree(tmp_path / "runs")  # every evaluation recorded now: nothing is made again
+    _bench(tmp_path, suite, [0])
+    assert not (tmp_path / "runs" / "full" / "a_great").exists() and not (tmp_path / "runs" / "full" / "a_erm").exists()

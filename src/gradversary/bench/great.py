@@ -32,6 +32,24 @@ def _settings(run: BenchRun, group) -> RobustnessSettings:
     return RobustnessSettings(**group.options.get("evaluate", {}))
 
 
+def _saved(run: BenchRun, job) -> dict | None:
+    """The recorded evaluation of ``job``, if it was made with today's settings."""
+    saved = run.records.read(run.variant, job.row, job.cell + ".robustness")
+    if saved is None or RobustnessSettings.from_saved(saved["settings"]).key_dict() != _settings(
+            run, run.group_of(job)).key_dict():
+        return None
+    return saved
+
+
+def _to_attack(run: BenchRun, job) -> bool:
+    """Whether ``job`` will be attacked in this invocation: no evaluation recorded under
+    today's settings, and not recorded as diverged."""
+    if _saved(run, job) is not None:
+        return False
+    found = run.records.get(run.variant, job.row, job.cell, job.cfg if job.cfg is not None else job.resolve())
+    return not (found or {}).get("diverged")
+
+
 @STAGES.register("robustness")
 class Robustness:
     """After training: every run's deployed model under GREAT's Table 1 attacks, PGD, APGD,
@@ -41,18 +59,29 @@ class Robustness:
     while the run directories are there).
     A diverged run (``keep_diverged``) is not evaluated; the table says where it stopped."""
 
+    @staticmethod
+    def needs_model(run: BenchRun, job, summary: dict) -> bool:
+        """True for a finished run with no recorded evaluation under today's settings, and for
+        the ERM run another run of its group and seed is still to be attacked from (transfer)."""
+        if summary.get("diverged"):
+            return False
+        if _saved(run, job) is None:
+            return True
+        return summary.get("method") == "erm" and any(
+            _to_attack(run, o) for o in run.jobs
+            if o.seed == job.seed and o.row != job.row and run.group_of(o) is run.group_of(job))
+
     def after(self, run: BenchRun) -> dict:
         todo, keep = [], []
         for j in run.jobs:
             s = _settings(run, run.group_of(j))
-            saved = run.records.read(run.variant, j.row, j.cell + ".robustness")
             if j.summary.get("diverged"):
                 pass
             elif (j.run_dir / "checkpoints" / "last.pt").exists() and not run.report_only:
                 base = _transfer_source(run, j)
                 todo.append((j, (j.run_dir, s, run.data_root, base, run.command,
                                  run.progress and run.jobs_n == 1)))
-            elif saved is not None and RobustnessSettings.from_saved(saved["settings"]).key_dict() == s.key_dict():
+            elif (saved := _saved(run, j)) is not None:
                 j.extra["robustness"] = saved["robustness"]
             else:
                 continue  # never evaluated with these settings: nothing to show

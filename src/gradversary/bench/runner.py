@@ -385,9 +385,21 @@ def _reused(run: BenchRun, j: Job, commit: str, cmd: str) -> bool:
         return False
     found = rec.get(run.variant, j.row, j.cell, j.cfg)
     if found is not None and _same_teacher(j.cfg, found):
+        if not run.report_only and _needs_model(run, j, found):
+            log.info("%s: a stage has no result for its record and the model is gone: it is made again",
+                     j.run_dir)
+            return False
         j.summary = found
         return True
     return False
+
+
+def _needs_model(run: BenchRun, j: Job, summary: dict) -> bool:
+    """Whether a stage of the suite still has to read ``j``'s model, which only its run directory
+    holds (a stage says so with ``needs_model(run, job, summary)``): on a machine without that
+    directory the run is trained again rather than left out of the stage for good."""
+    stages = (STAGES.create(name) for name in run.suite.stages)
+    return any(s.needs_model(run, j, summary) for s in stages if hasattr(s, "needs_model"))
 
 
 def _same_teacher(cfg, summary: dict) -> bool:
