@@ -61,3 +61,12 @@ def test_each_rank_keeps_its_rows_of_the_global_batch_noise():
     assert torch.equal(torch.cat([random_directions(torch.zeros(4, 5), 3, gen(), (r, 2)) for r in range(2)]), dirs)
     with pytest.raises(ValueError, match="rank"):
         uniform_like(torch.zeros(4, 2), 0.0, 1.0, None, (2, 2))
+
+
+def test_ddp_with_batchnorm_is_flagged_as_not_the_single_process_run():
+    from gradversary.engine.trainer import shard_batchnorm_note
+
+    bn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    assert "BatchNorm normalises each rank's 64 examples, not the global batch of 128" in shard_batchnorm_note(bn, 2, 128)
+    assert shard_batchnorm_note(bn, 1, 128) is None
+    assert shard_batchnorm_note(torch.nn.Linear(2, 2), 2, 128) is None

@@ -96,6 +96,16 @@ class _Window:
         self.steps += 1
 
 
+def shard_batchnorm_note(module: torch.nn.Module, world_size: int, batch_size: int) -> str | None:
+    """What DDP changes for a network with BatchNorm (``None`` without either): each rank
+    normalises its own shard, and PyTorch's SyncBatchNorm, which would normalise the global
+    batch, runs on GPUs only."""
+    if world_size < 2 or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return None
+    return (f"BatchNorm normalises each rank's {batch_size // world_size} examples, not the global batch of "
+            f"{batch_size} (no SyncBatchNorm on CPU): the run differs from one process's")
+
+
 def build_task(cfg: RunConfig, data_root: str | None = None) -> DATask:
     """The task named by ``cfg.data``; the data root comes from ``data_root``, ``data.root``,
     the environment or the default, and is resolved only when the dataset needs files."""
@@ -195,6 +205,9 @@ class Trainer:
         self.schedules = _bind({**{f"lr/{k}": v for k, v in self.optim.lr_schedules.items()},
                                 **self.method.schedules()}, self.total_steps)
         self.net = wrap_ddp(self.method, t.device) if self.dist.enabled else self.method
+        note = shard_batchnorm_note(self.method, self.dist.world_size, t.batch_size)
+        if note and self.dist.rank == 0:
+            log.warning("%s: %s", cfg.run_name, note)
         self.ema = EMA(self.method, t.ema_decay) if t.ema_decay is not None else None
         self.selector = CheckpointSelector.from_config(cfg.selection, t.seed, self.task.source.x,
                                                        self.task.target.x)
