@@ -174,3 +174,23 @@ def test_paper_size_configs_resolve():
     for path in paths:
         cfg = load_config(path)
         assert cfg.data["name"] == "image_npz" and cfg.train.epochs in (50, 100), path.name
+
+
+def test_a_teacher_trained_again_to_the_same_weights_keeps_its_fingerprint(tmp_path, teacher_run):
+    """The fingerprint reads the deployed weights, not the checkpoint file (which also holds the
+    wall time): a deterministic teacher repeated on a new machine keeps its students, and one
+    changed weight is another teacher."""
+    from gradversary.engine.checkpoint import save_checkpoint
+    from gradversary.engine.teacher import teacher_fingerprint
+
+    fp = teacher_fingerprint(teacher_run)
+    again = tmp_path / "again"
+    Trainer(_cfg({"name": "erm"}, tmp_path), run_dir=again, task=_task()).fit()
+    assert (again / "checkpoints" / "last.pt").read_bytes() != (teacher_run / "checkpoints" / "last.pt").read_bytes()
+    assert teacher_fingerprint(again) == fp
+    state = load_checkpoint(again / "checkpoints" / "last.pt")
+    name = next(k for k in state["method"] if k.startswith("model."))
+    state["method"][name] = state["method"][name].clone()
+    state["method"][name].view(-1)[0] += 1e-6
+    save_checkpoint(again / "checkpoints" / "last.pt", state)
+    assert teacher_fingerprint(again) != fp

@@ -30,20 +30,32 @@ def _deployed(run_dir: Path) -> Path:
     return best if best.is_file() else run_dir / "checkpoints" / "last.pt"
 
 
+def _deployed_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The network weights ``run_dir`` deploys (its averaged ones when it kept them), by name
+    within the model."""
+    state = load_checkpoint(_deployed(run_dir), map_location="cpu")
+    weights = {name[len("model."):]: v for name, v in state["method"].items() if name.startswith("model.")}
+    for name, v in state.get("ema", {}).items():
+        if name.startswith("model."):
+            weights[name[len("model."):]] = v
+    return weights
+
+
 def teacher_fingerprint(run_dir: str | Path | None) -> str | None:
-    """The first 16 hex digits of the SHA-256 of the checkpoint ``run_dir`` deploys, or
-    ``None`` when the run is not finished (no ``summary.json``) or has no checkpoint. A student
-    records it when it starts, so that a teacher trained again (another config or seed in the
-    same directory) is noticed on resume and by the benchmark's reuse of finished runs."""
-    if not run_dir or not (Path(run_dir) / "summary.json").is_file():
-        return None
-    path = _deployed(Path(run_dir))
-    if not path.is_file():
+    """The first 16 hex digits of the SHA-256 of the weights ``run_dir`` deploys (names,
+    dtypes, shapes and values), or ``None`` when the run is not finished (no ``summary.json``)
+    or has no checkpoint. A student records it when it starts, so that a teacher trained again
+    to other weights (another config or seed in the same directory) is noticed on resume and by
+    the benchmark's reuse of finished runs, while one trained again to the same weights (a
+    deterministic run repeated on a new machine) keeps its students. The checkpoint's other
+    contents (wall time, optimizer state) do not count."""
+    if not run_dir or not (Path(run_dir) / "summary.json").is_file() or not _deployed(Path(run_dir)).is_file():
         return None
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for name, v in sorted(_deployed_weights(Path(run_dir)).items()):
+        v = v.detach().cpu().contiguous()
+        h.update(f"{name}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -75,12 +87,7 @@ def load_teacher(run_dir: str | Path | None, in_shape: Sequence[int], num_classe
         raise CheckpointError(f"teacher run {str(run_dir)!r} predicts {k} classes, the student's "
                               f"task has {num_classes}")
     spec = dict(read_yaml(run_dir / "config.yaml", "teacher run config")["model"])
-    state = load_checkpoint(_deployed(run_dir), map_location="cpu")
-    weights = {name[len("model."):]: v for name, v in state["method"].items()
-               if name.startswith("model.")}
-    for name, v in state.get("ema", {}).items():
-        if name.startswith("model."):
-            weights[name[len("model."):]] = v
+    weights = _deployed_weights(run_dir)
     model = create_model(spec.pop("name"), tuple(in_shape), num_classes, **spec)
     try:
         model.load_state_dict(weights)
