@@ -124,7 +124,7 @@ def test_cli_bench_jobs_defaults_to_the_cores_and_rejects_zero(tmp_path, capsys,
     seen = {}
 
     def fake_runner(suite, seeds, quick, options, *args, **kw):
-        seen["jobs"], seen["seeds"] = kw["jobs_n"], seeds
+        seen["jobs"], seen["seeds"], seen["nproc"] = kw["jobs_n"], seeds, kw["nproc"]
         path = tmp_path / "r.md"
         path.write_text("table\n")
         return path
@@ -132,8 +132,12 @@ def test_cli_bench_jobs_defaults_to_the_cores_and_rejects_zero(tmp_path, capsys,
     monkeypatch.setattr(runner, "run_suite", fake_runner)
     monkeypatch.setattr(cli.os, "cpu_count", lambda: 3)
     assert main(["bench", "dann", "--quick"]) == 0
-    assert seen == {"jobs": 3, "seeds": None}  # the suite's quick seeds
+    assert seen == {"jobs": 3, "seeds": None, "nproc": 1}  # the suite's quick seeds
     assert main(["bench", "dann", "--jobs", "1", "--seeds", "2"]) == 0
-    assert seen == {"jobs": 1, "seeds": [0, 1]}
+    assert seen == {"jobs": 1, "seeds": [0, 1], "nproc": 1}
     assert main(["bench", "dann", "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+    assert main(["bench", "dann", "--jobs", "1", "--nproc", "2"]) == 0
+    assert seen == {"jobs": 1, "seeds": None, "nproc": 2}  # DDP ranks per training run
+    assert main(["bench", "dann", "--nproc", "0"]) == 2
+    assert "--nproc must be at least 1" in capsys.readouterr().err
