@@ -62,7 +62,9 @@ class Robustness:
     @staticmethod
     def needs_model(run: BenchRun, job, summary: dict) -> bool:
         """True for a finished run with no recorded evaluation under today's settings, and for
-        the ERM run another run of its group and seed is still to be attacked from (transfer)."""
+        the ERM run another run of its group and seed is still to be attacked from (transfer).
+        An ERM run made again for that is evaluated again too, so that its records describe
+        the model the transfer attack used."""
         if summary.get("diverged"):
             return False
         if _saved(run, job) is None:
