@@ -66,16 +66,15 @@ def final_params(reduction: str, run_dir: str):
     return tr, {k: v.detach().clone() for k, v in tr.method.state_dict().items()}
 
 
-def rank_main(rank: int, world: int, port: int, reduction: str, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+def rank_main(reduction: str, out_dir: str) -> None:
+    """One rank of the test, run by :func:`gradversary.engine.distributed.spawn_ranks`."""
     torch.set_num_threads(1)
     import torch.distributed as dist
 
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     tr, params = final_params(reduction, os.path.join(out_dir, "run"))
     assert tr.dist.world_size == world
     assert isinstance(tr.net, torch.nn.parallel.DistributedDataParallel)
     assert tr.net.static_graph is False
     torch.save(params, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
-    dist.destroy_process_group()

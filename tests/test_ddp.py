@@ -1,23 +1,14 @@
 """Two gloo ranks must reproduce one process on the global batch, double backprop included."""
 
-import socket
-
 import _ddp_helpers as H
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-from gradversary.engine.distributed import wrap_ddp
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from gradversary.engine.distributed import spawn_ranks, wrap_ddp
 
 
 def _two_ranks(reduction, tmp_path):
-    mp.spawn(H.rank_main, args=(2, _free_port(), reduction, str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(H.rank_main, 2, reduction, str(tmp_path))
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
