@@ -1,11 +1,13 @@
-"""Step time of every defense over ERM's on the same batch, on the MNIST fast CNN, in one process.
+"""Step time of every defense over ERM's on the same batch, on one network of the defense table.
 
     python benchmarks/great_step_time.py [--steps 20] [--threads 1] [--skip pgd_at]
-        [--out docs/results/step_time_great.md]
+        [--network dann_mnist|resnet_mnist|resnet_cifar10] [--out docs/results/step_time_great.md]
 
-Every config of ``configs/great/convergence/`` (the DANN paper's MNIST network ``dann_mnist``,
-no BatchNorm; Adam; the GREAT family's auxiliary network and its optimizer) is built on one
-batch of 128 random 1x28x28 images and stepped in turn, one step each per round
+Every config of ``configs/great/convergence/`` for the network (default: the DANN paper's MNIST
+network ``dann_mnist``, no BatchNorm, the ``mnist_*`` rows; ``resnet_mnist``: the
+``mnist_resnet_*`` rows, resnet_small with BatchNorm on 1x28x28; ``resnet_cifar10``: the
+``cifar10_*`` rows on 3x32x32; Adam; the GREAT family's auxiliary network and its optimizer) is
+built on one batch of 128 random images and stepped in turn, one step each per round
 (``gradversary.bench.step_time.interleaved_step_times``), at mid-training (progress 0.5, so
 alpha and beta are non-zero). Printed: ms per step and the ratio to ERM's step in the same
 rounds (the issue's goal: GREAT at most 3.5x on the faithful maths). The FGSM 50/50 baseline is
@@ -22,35 +24,41 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from gradversary.analysis.step_time import interleaved_step_times
+from gradversary.config_files import read_config_file
 from gradversary.data import DATask, DomainData
 from gradversary.engine import Trainer, resolve_config
 from gradversary.methods import Batch
 from gradversary.report.markdown import markdown_table, write_script_results
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "great" / "convergence"
+NETWORKS = {"dann_mnist": ("mnist_", (1, 28, 28)), "resnet_mnist": ("mnist_resnet_", (1, 28, 28)),
+            "resnet_cifar10": ("cifar10_", (3, 32, 32))}  # name -> (config prefix, input shape)
+NETWORK_TEXT = {"dann_mnist": "the mnist_* rows: the DANN paper's MNIST network, no BatchNorm",
+                "resnet_mnist": "the mnist_resnet_* rows: resnet_small with BatchNorm, MNIST-sized inputs",
+                "resnet_cifar10": "the cifar10_* rows: resnet_small with BatchNorm, CIFAR-sized inputs"}
 ORDER = ("erm", "adversarial_training", "fast_at", "pgd_at", "great", "greace", "greace_prob",
          "greace_centered", "great_greace", "great_greace_prob")
 
 
-def _task(n: int = 256) -> DATask:
+def _task(shape: tuple[int, ...], n: int = 256) -> DATask:
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(n, 1, 28, 28, generator=g)
+    x = torch.rand(n, *shape, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     return DATask(DomainData(x, y, "source"), DomainData(x.clone(), None, "target"), 10)
 
 
-def measure(steps: int, threads: int, names=ORDER) -> dict[str, tuple[float, float]]:
+def measure(steps: int, threads: int, names=ORDER, network: str = "dann_mnist") -> dict[str, tuple[float, float]]:
     """name -> (ms per step, ratio to ERM's median step in the same rounds)."""
+    prefix, shape = NETWORKS[network]
     g = torch.Generator().manual_seed(1)
-    batch = Batch(torch.rand(128, 1, 28, 28, generator=g), torch.randint(0, 10, (128,), generator=g))
+    batch = Batch(torch.rand(128, *shape, generator=g), torch.randint(0, 10, (128,), generator=g))
     trainers = {}
     for name in names:
-        raw = yaml.safe_load((CONFIG_DIR / f"mnist_{name}.yaml").read_text())
+        raw = read_config_file(CONFIG_DIR / f"{prefix}{name}.yaml")
         raw["train"] = {"steps": 10, "batch_size": 128, "progress": False, "eval_every": 0}
-        tr = Trainer(resolve_config(raw), persist=False, task=_task())
+        tr = Trainer(resolve_config(raw), persist=False, task=_task(shape))
         if name == "adversarial_training":
             tr.method.coin = lambda: True
         tr._set_progress(0.5)
@@ -70,13 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip", default="", help="comma-separated configs to leave out")
+    ap.add_argument("--network", default="dann_mnist", choices=sorted(NETWORKS),
+                    help="which rows of the defense table (default: dann_mnist)")
     ap.add_argument("--out", default=None, help="also write the figures as a results file")
     args = ap.parse_args(argv)
     t_start, load0 = time.perf_counter(), os.getloadavg()[0]
     skip = {s for s in args.skip.split(",") if s}
-    names = [n for n in ORDER if (n not in skip or n == "erm") and (CONFIG_DIR / f"mnist_{n}.yaml").is_file()]
-    res = measure(args.steps, args.threads, names)
-    head = (f"torch {torch.__version__}; dann_mnist on 1x28x28, batch 128, {args.threads} thread(s), "
+    prefix, shape = NETWORKS[args.network]
+    names = [n for n in ORDER if (n not in skip or n == "erm") and (CONFIG_DIR / f"{prefix}{n}.yaml").is_file()]
+    res = measure(args.steps, args.threads, names, args.network)
+    head = (f"torch {torch.__version__}; {args.network} on {'x'.join(map(str, shape))}, batch 128, {args.threads} thread(s), "
             f"median of {args.steps} interleaved steps")
     print(head)
     for name, (ms, ratio) in res.items():
@@ -87,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         write_script_results(
             args.out, "great_step_time.py", argv if argv is not None else sys.argv[1:], t_start, load0,
             "Step time of every defense over ERM's, on the same batch", [
-                f"{head}. The configs of configs/great/convergence/ (the DANN paper's MNIST network, "
-                "no BatchNorm, Adam), each built on one batch of 128 random images and stepped in "
+                f"{head}. The configs of configs/great/convergence/ ({NETWORK_TEXT[args.network]}, "
+                "Adam), each built on one batch of 128 random images and stepped in "
                 "turn in one process at mid-training (progress 0.5: alpha and beta non-zero), so the "
                 "machine's drift affects all alike. The FGSM 50/50 baseline is timed on its "
                 "adversarial steps; its clean steps cost as ERM's.",

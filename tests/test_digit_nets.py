@@ -192,3 +192,72 @@ def test_dann_mnist_options_build_fungtions_port():
         create_model("dann_mnist", (1, 28, 28), 10, dropout=0.5, dropout_layers=[2])
     with pytest.raises(ValueError, match="two positive widths"):
         create_model("dann_mnist", (1, 28, 28), 10, channels=[8])
+
+
+@pytest.mark.parametrize("c_in,size", [(4, 8), (3, 7), (16, 28)])
+def test_subsample_conv_is_the_strided_pointwise_conv(c_in, size):
+    """The ResNet shortcut (1x1, stride 2) taken on every other pixel: the values, the input and
+    weight gradients and the state_dict of ``nn.Conv2d(c_in, c_out, 1, 2)``, on a channels-last
+    input (the layout whose strided weight gradient torch 2.13 gets wrong for 2-6 channels)."""
+    from gradversary.models.resnet import SubsampleConv2d
+
+    torch.manual_seed(0)
+    sub, ref = SubsampleConv2d(c_in, 6, 2).double(), nn.Conv2d(c_in, 6, 1, 2).double()
+    assert list(sub.state_dict()) == list(ref.state_dict())
+    sub.load_state_dict(ref.state_dict())
+    x = torch.rand(5, c_in, size, size, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    out = sub(x)
+    assert out.shape == ref(x.detach()).shape == (5, 6, (size + 1) // 2, (size + 1) // 2)
+    v = torch.randn_like(out)
+    g_sub = torch.autograd.grad((out * v).sum().square(), [x, sub.weight, sub.bias])
+    xr = x.detach().contiguous().requires_grad_(True)
+    g_ref = torch.autograd.grad((ref(xr) * v).sum().square(), [xr, ref.weight, ref.bias])
+    for a, b in zip(g_sub, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+_NARROW_RESNET = """
+import torch
+from torch import nn
+from gradversary.models import create_model
+torch.manual_seed(0)
+model = create_model("resnet_small", (1, 8, 8), 10, widths=[4, 6], blocks=[1, 1])
+x, y = torch.rand(8, 1, 8, 8, requires_grad=True), torch.randint(0, 10, (8,))
+for _ in range(3):
+    g, = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), x, create_graph=True)
+    g.square().sum().backward()
+print("ok")
+"""
+
+
+def test_a_narrow_channels_last_resnet_double_backprops_without_corrupting_memory():
+    """GREAT's double backprop through resnet_small with 4- and 6-channel stages: the shape that
+    made torch's strided 1x1 weight gradient (channels-last, float32: oneDNN) write out of
+    bounds. In a child process with glibc's heap checks on (MALLOC_CHECK_=3), which abort on
+    such a write; without them the corruption shows only now and then."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MALLOC_CHECK_": "3", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", _NARROW_RESNET], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
+
+
+def test_a_narrow_channels_last_resnet_double_backprops_as_in_nchw():
+    """The same double backprop, channels-last against the NCHW network (same modules)."""
+    torch.manual_seed(0)
+    model = create_model("resnet_small", (1, 8, 8), 10, widths=[4, 6], blocks=[1, 1]).double()
+    plain = nn.Sequential(*model.features)
+    x = torch.rand(8, 1, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (8,))
+    grads = []
+    for feats in (model.features, plain):
+        xi = x.clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model.head(feats(xi)), y)
+        g, = torch.autograd.grad(loss, xi, create_graph=True)
+        grads.append(torch.autograd.grad(g.square().sum(), list(model.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

@@ -77,14 +77,16 @@ def test_dann_mnist_feature_size_and_mean_subtraction():
 
 
 @pytest.mark.parametrize("name,shape", [("dann_mnist", (3, 28, 28)), ("dann_svhn", (3, 32, 32)),
-                                        ("dann_gtsrb", (3, 40, 40))])
-def test_digit_networks_run_channels_last_with_nchw_values_and_names(name, shape):
+                                        ("dann_gtsrb", (3, 40, 40)), ("resnet_small", (3, 32, 32)),
+                                        ("resnet_small", (1, 28, 28))])
+def test_conv_networks_run_channels_last_with_nchw_values_and_names(name, shape):
     # the conv stack runs on a channels-last copy: same parameter names as a plain
     # nn.Sequential, and the same outputs and gradients as running its layers in NCHW
+    # (resnet_small in training mode: BatchNorm on batch statistics in both layouts)
     from torch import nn
 
     torch.manual_seed(0)
-    model = create_model(name, shape, 10, mean=[0.4, 0.5, 0.6]).double()
+    model = create_model(name, shape, 10, mean=[0.4, 0.5, 0.6][:shape[0]]).double()
     plain = nn.Sequential(*model.features)  # the same modules, no layout change
     assert [k for k, _ in model.features.named_parameters()] == [k for k, _ in plain.named_parameters()]
     x = torch.rand(5, *shape, dtype=torch.float64)

@@ -58,6 +58,9 @@ def test_every_benchmark_script_imports():
 @pytest.mark.parametrize("script,args,table", [
     ("digits_step_time.py", ["--steps", "1", "--threads", "1"], "| recipe | ours (ms / step) |"),
     ("great_step_time.py", ["--steps", "1", "--skip", "pgd_at"], "| method | ms / step | x ERM |"),
+    ("great_step_time.py", ["--steps", "1", "--network", "resnet_cifar10", "--skip",
+                            "pgd_at,adversarial_training,fast_at,greace,greace_prob,great_greace,great_greace_prob"],
+     "| GREAT | "),
     ("step_time.py", ["--suite", "dann", "--repeats", "1", "--steps", "1", "--threads", "1"],
      "| network | ERM (ms / step) |")])
 def test_step_time_benchmarks_run_and_write_their_results_file(script, args, table, tmp_path):

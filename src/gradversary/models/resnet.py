@@ -18,6 +18,13 @@ The options GREAT needs beyond the paper's network:
 - ``mean``/``std``: a per-channel :class:`~gradversary.models.digits.Normalize` inside the model,
   so inputs (and attacks) stay in [0, 1].
 
+The convolution stack runs channels-last (:class:`~gradversary.models.digits.ChannelsLastSequential`:
+the same parameters and values as ``nn.Sequential``; oneDNN's CPU kernels are faster in that
+layout, and a one-channel stem takes the col2im input gradient). Measured on resnet_small, batch
+128, one thread, at stop 27: a training step on MNIST about 1.15x faster (ERM), 1.5x for fast AT
+and 1.25x for GREAT, whose steps take input gradients. The strided 1x1 shortcut is a
+:class:`SubsampleConv2d`, which keeps clear of a torch kernel that corrupts memory in that layout.
+
 Each factory records how it was called in ``model.build_spec`` (name and options), so a method
 can build a sibling network of the same architecture (GREAT's auxiliary network).
 """
@@ -29,12 +36,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import MODELS, FeatureClassifier
-from .digits import input_normalization
+from .digits import ChannelsLastSequential, input_normalization
 
-__all__ = ["BasicBlock", "activation_layer", "norm_layer", "ResNetConfig", "ResNetSmallConfig", "resnet", "resnet18", "resnet_small"]
+__all__ = ["BasicBlock", "SubsampleConv2d", "activation_layer", "norm_layer", "ResNetConfig", "ResNetSmallConfig", "resnet", "resnet18", "resnet_small"]
 
 Norm = Literal["batch", "group", "none"]
 Activation = Literal["relu", "leaky_relu"]
@@ -60,6 +68,30 @@ def activation_layer(kind: str) -> nn.Module:
     raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {kind!r}")
 
 
+class SubsampleConv2d(nn.Conv2d):
+    """A 1x1 convolution with stride s, taken as a stride-1 convolution of every s-th row and
+    column of its input: the same values, parameters and ``state_dict`` as ``nn.Conv2d(c_in,
+    c_out, 1, s)``.
+
+    Why: the ResNets run channels-last (:class:`~gradversary.models.digits.ChannelsLastSequential`,
+    about 1.2-1.5x faster steps on a CPU), and torch 2.13's CPU weight gradient of a *strided*
+    1x1 convolution on a channels-last input with 2 to 6 input channels writes out of bounds
+    (glibc aborts: "double free or corruption"; measured at stop 27 for 8 x 4 x 8 x 8 inputs;
+    stride 1, and 7 or more channels, were clean). Subsampling first avoids that kernel for every
+    width.
+
+    Shape:
+        input: (N, C_in, H, W) -> (N, C_out, ceil(H / s), ceil(W / s)).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, bias: bool = True):
+        super().__init__(c_in, c_out, 1, stride, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        sh, sw = self.stride
+        return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection: act(n2(c2(act(n1(c1 x)))) + s(x)).
 
@@ -82,7 +114,7 @@ class BasicBlock(nn.Module):
         self.act2 = activation_layer(activation)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=bias),
+            self.shortcut = nn.Sequential(SubsampleConv2d(c_in, c_out, stride, bias=bias),
                                           norm_layer(norm, c_out, groups))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -129,7 +161,7 @@ def resnet(in_shape: Sequence[int], num_classes: int, widths: Sequence[int], blo
             layers.append(BasicBlock(c_in, w, stride, norm, activation, norm_groups))
             c_in = w
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return FeatureClassifier(nn.Sequential(*layers), nn.Linear(c_in, num_classes), c_in, num_classes)
+    return FeatureClassifier(ChannelsLastSequential(*layers), nn.Linear(c_in, num_classes), c_in, num_classes)
 
 
 @dataclass
