@@ -453,3 +453,16 @@ def test_a_recorded_run_missing_its_evaluation_is_trained_again_with_its_transfe
     shutil.rmtree(tmp_path / "runs")  # every evaluation recorded now: nothing is made again
     _bench(tmp_path, suite, [0])
     assert not (tmp_path / "runs" / "full" / "a_great").exists() and not (tmp_path / "runs" / "full" / "a_erm").exists()
+
+
+def test_cost_table_counts_every_ddp_rank_of_a_training_run():
+    """A run trained on two DDP ranks for 60 s of wall time cost 2 CPU-minutes; its attacks (one
+    thread) are counted as measured."""
+    from gradversary.report.great_tables import _cost
+
+    every = {"pgd": [{"wall_time_s": 60.0, "world_size": 2, "threads": 1, "steps": 10},
+                     {"wall_time_s": 120.0, "world_size": 1, "threads": 1, "steps": 10}]}
+    runs = {"pgd": [{"robustness": {"wall_time_s": 30.0}}, {"robustness": {"wall_time_s": 90.0}}]}
+    lines = _cost(every, runs, {"pgd": "PGD-AT"})
+    assert "| PGD-AT | 10 | 2.0 | 1.0 | 2 |" in lines[-2]
+    assert "training (CPU-min)" in lines[-2]

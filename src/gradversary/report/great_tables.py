@@ -195,10 +195,12 @@ def _minutes(seconds: list[float]) -> str:
 
 
 def _cost(every: dict, runs: dict, labels: dict) -> list[str]:
-    """What a row costs to refill: a run's training and its attacks, in minutes of one thread."""
+    """What a row costs to refill: a run's training and its attacks, in CPU-minutes (a run's wall
+    time times the DDP ranks and threads it trained on; the attacks run on one thread)."""
     table = []
     for k, rs in every.items():
-        train = [r["wall_time_s"] for r in rs if r.get("wall_time_s") and not r.get("diverged")]
+        train = [r["wall_time_s"] * int(r.get("world_size") or 1) * int(r.get("threads") or 1)
+                 for r in rs if r.get("wall_time_s") and not r.get("diverged")]
         attack = [r["robustness"]["wall_time_s"] for r in runs[k] if r["robustness"].get("wall_time_s")]
         if train or attack:
             steps = sorted({r["steps"] for r in rs if r.get("steps") and not r.get("diverged")})
@@ -207,10 +209,11 @@ def _cost(every: dict, runs: dict, labels: dict) -> list[str]:
     if not table:
         return []
     return ["### Cost", "",
-            "Wall time of one run, mean over the seeds done, on one thread (so its CPU time; these "
-            "machines ran other jobs beside it, so read it as an upper bound): the training and the "
-            "evaluation under every attack above.", "",
-            markdown_table(["method", "steps", "training (min)", "attacks (min)", "runs"], table), ""]
+            "CPU time of one run, mean over the seeds done: the training (its wall time times the "
+            "DDP ranks and threads it ran on; PGD-AT may train on two ranks, `bench --nproc 2`) and "
+            "the evaluation under every attack above (one thread). These machines ran other jobs "
+            "beside it, so read it as an upper bound.", "",
+            markdown_table(["method", "steps", "training (CPU-min)", "attacks (CPU-min)", "runs"], table), ""]
 
 
 def _checks(runs: dict, methods: dict, labels: dict, notes: dict) -> list[str]:
