@@ -198,7 +198,7 @@ def test_dann_mnist_options_build_fungtions_port():
 def test_subsample_conv_is_the_strided_pointwise_conv(c_in, size):
     """The ResNet shortcut (1x1, stride 2) taken on every other pixel: the values, the input and
     weight gradients and the state_dict of ``nn.Conv2d(c_in, c_out, 1, 2)``, on a channels-last
-    input (the layout whose strided weight gradient torch 2.13 gets wrong for 2-6 channels)."""
+    input (the layout whose strided weight gradient torch 2.13 gets wrong for 3-6 channels)."""
     from gradversary.models.resnet import SubsampleConv2d
 
     torch.manual_seed(0)

@@ -75,10 +75,10 @@ class SubsampleConv2d(nn.Conv2d):
 
     Why: the ResNets run channels-last (:class:`~gradversary.models.digits.ChannelsLastSequential`,
     about 1.2-1.5x faster steps on a CPU), and torch 2.13's CPU weight gradient of a *strided*
-    1x1 convolution on a channels-last input with 2 to 6 input channels writes out of bounds
-    (glibc aborts: "double free or corruption"; measured at stop 27 for 8 x 4 x 8 x 8 inputs;
-    stride 1, and 7 or more channels, were clean). Subsampling first avoids that kernel for every
-    width.
+    1x1 convolution on a channels-last float32 input with few input channels writes out of
+    bounds (glibc aborts: "double free or corruption"; measured at stop 27 on 8 x C x 8 x 8
+    inputs: C = 3, 4 and 6 aborted under MALLOC_CHECK_=3; stride 1, and C = 7 to 32, were clean).
+    Subsampling first avoids that kernel for every width.
 
     Shape:
         input: (N, C_in, H, W) -> (N, C_out, ceil(H / s), ceil(W / s)).
