@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -33,11 +34,20 @@ from gradversary.methods import Batch
 from gradversary.report.markdown import markdown_table, write_script_results
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "great" / "convergence"
-NETWORKS = {"dann_mnist": ("mnist_", (1, 28, 28)), "resnet_mnist": ("mnist_resnet_", (1, 28, 28)),
-            "resnet_cifar10": ("cifar10_", (3, 32, 32))}  # name -> (config prefix, input shape)
-NETWORK_TEXT = {"dann_mnist": "the mnist_* rows: the DANN paper's MNIST network, no BatchNorm",
-                "resnet_mnist": "the mnist_resnet_* rows: resnet_small with BatchNorm, MNIST-sized inputs",
-                "resnet_cifar10": "the cifar10_* rows: resnet_small with BatchNorm, CIFAR-sized inputs"}
+class Network(NamedTuple):
+    prefix: str  # of the configs' file names
+    shape: tuple[int, int, int]  # input shape
+    text: str  # what the results file says of the rows
+
+
+NETWORKS = {
+    "dann_mnist": Network("mnist_", (1, 28, 28),
+                          "the mnist_* rows: the DANN paper's MNIST network, no BatchNorm"),
+    "resnet_mnist": Network("mnist_resnet_", (1, 28, 28),
+                            "the mnist_resnet_* rows: resnet_small with BatchNorm, MNIST-sized inputs"),
+    "resnet_cifar10": Network("cifar10_", (3, 32, 32),
+                              "the cifar10_* rows: resnet_small with BatchNorm, CIFAR-sized inputs"),
+}
 ORDER = ("erm", "adversarial_training", "fast_at", "pgd_at", "great", "greace", "greace_prob",
          "greace_centered", "great_greace", "great_greace_prob")
 
@@ -51,7 +61,7 @@ def _task(shape: tuple[int, ...], n: int = 256) -> DATask:
 
 def measure(steps: int, threads: int, names=ORDER, network: str = "dann_mnist") -> dict[str, tuple[float, float]]:
     """name -> (ms per step, ratio to ERM's median step in the same rounds)."""
-    prefix, shape = NETWORKS[network]
+    prefix, shape, _ = NETWORKS[network]
     g = torch.Generator().manual_seed(1)
     batch = Batch(torch.rand(128, *shape, generator=g), torch.randint(0, 10, (128,), generator=g))
     trainers = {}
@@ -84,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t_start, load0 = time.perf_counter(), os.getloadavg()[0]
     skip = {s for s in args.skip.split(",") if s}
-    prefix, shape = NETWORKS[args.network]
+    prefix, shape, _ = NETWORKS[args.network]
     names = [n for n in ORDER if (n not in skip or n == "erm") and (CONFIG_DIR / f"{prefix}{n}.yaml").is_file()]
     res = measure(args.steps, args.threads, names, args.network)
     head = (f"torch {torch.__version__}; {args.network} on {'x'.join(map(str, shape))}, batch 128, {args.threads} thread(s), "
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         write_script_results(
             args.out, "great_step_time.py", argv if argv is not None else sys.argv[1:], t_start, load0,
             "Step time of every defense over ERM's, on the same batch", [
-                f"{head}. The configs of configs/great/convergence/ ({NETWORK_TEXT[args.network]}, "
+                f"{head}. The configs of configs/great/convergence/ ({NETWORKS[args.network].text}, "
                 "Adam), each built on one batch of 128 random images and stepped in "
                 "turn in one process at mid-training (progress 0.5: alpha and beta non-zero), so the "
                 "machine's drift affects all alike. The FGSM 50/50 baseline is timed on its "
