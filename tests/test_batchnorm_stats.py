@@ -148,3 +148,66 @@ def test_bn_stats_is_checked():
     with pytest.raises(ConfigError, match="bn_stats"):
         resolve_config({"method": {"name": "erm"}, "model": {"name": "mlp"}, "data": {"name": "moons"},
                         "train": {"bn_stats": "source"}})
+
+
+
+def test_adversarial_bn_row_is_the_clean_and_fgsm_rs_accuracy_with_each_set_of_statistics(tmp_path):
+    """benchmarks/defense_bn_statistics.py's row: by hand, the deployed model's accuracy on the
+    seeded test subsample, clean and under fast AT's step (seeded start), with the running
+    statistics and with statistics of the first clean training images; the model's statistics
+    and the global RNG are left as they were."""
+    if not (DATA / "mnist.npz").is_file():
+        pytest.skip(f"MNIST not found at {DATA}")
+    from pathlib import Path
+
+    from gradversary.analysis.batchnorm import adversarial_bn_row
+    from gradversary.analysis.robustness import subsample
+    from gradversary.attacks import eval_mode
+    from gradversary.cli.main import main
+    from gradversary.methods.fast_at import fgsm_random_start
+
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "great" / "convergence" / "mnist_resnet_fast_at.yaml"
+    assert main(["train", str(cfg), f"out_dir={tmp_path}", "train.epochs=null", "train.steps=3",
+                 "train.batch_size=16", "train.eval_every=0", "data.max_source=64", "data.max_test=48",
+                 "--data-root", str(DATA), "--no-progress"]) == 0
+    (run,) = [p.parent for p in tmp_path.glob("*/config.yaml")]
+    rng = torch.random.get_rng_state()
+    row = adversarial_bn_row(run, 0.3, data_root=str(DATA), n=40, n_stats=32, seed=2, batch_size=64)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert row["method"] == "fast_at" and row["steps"] == 3 and row["bn_layers"] >= 1 and row["n"] == 40
+
+    tr = Trainer.from_run_dir(run, str(DATA), checkpoint="selected")
+    test = tr.task.eval["target_test" if "target_test" in tr.task.eval else "source_test"]  # as attack_run
+    xs, ys = subsample(test.x, test.y, 40, 2)
+    ys = ys.long()
+    with tr.deployed(statistics=False) as m:
+        model = m.model
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+
+        def by_hand():
+            with eval_mode(model):
+                torch.manual_seed(2)
+                adv = fgsm_random_start(model, xs, ys, 0.3, 0.375, clip_start=True)
+                with torch.no_grad():
+                    return {"clean": (model(xs).argmax(-1) == ys).float().mean().item(),
+                            "fgsm_rs": (model(adv).argmax(-1) == ys).float().mean().item()}
+
+        assert row["running"] == pytest.approx(by_hand(), abs=1e-6)
+        with batchnorm_statistics_of(model, tr.task.source.x[:32], 256):
+            assert row["clean_stats"] == pytest.approx(by_hand(), abs=1e-6)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # three steps on perturbed batches only: the running statistics are not the clean ones
+    assert row["running"] != row["clean_stats"]
+    # the benchmark script writes the table with its provenance header, and refuses a bad eps
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "defense_bn_statistics.py"
+    spec = importlib.util.spec_from_file_location("defense_bn_statistics", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "bn.md"
+    assert script.main([str(run), "--eps", "0.3", "--n", "40", "--out", str(out), "--data-root", str(DATA)]) == 0
+    text = out.read_text()
+    assert "- command: `python benchmarks/defense_bn_statistics.py" in text and "- seeds: 0" in text
+    with pytest.raises(SystemExit):
+        script.main([str(run), "--eps", "0", "--out", str(out)])

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..attacks import eval_mode
 from ..attacks.base import uniform_like
@@ -33,7 +34,7 @@ from ..models.base import FeatureClassifier
 from .base import METHODS, Batch, Method, MethodOutput
 from .pgd_at import train_on_perturbed
 
-__all__ = ["FastATConfig", "FastAdversarialTraining"]
+__all__ = ["FastATConfig", "FastAdversarialTraining", "fgsm_random_start"]
 
 
 @dataclass
@@ -84,13 +85,31 @@ class FastAdversarialTraining(Method):
         return 1.25 * self.cfg.eps if self.cfg.alpha is None else self.cfg.alpha
 
     def forward(self, batch: Batch) -> MethodOutput:
-        x, y, eps = batch.x_s.detach(), batch.y_s, self.cfg.eps
-        lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
-        x0 = x + uniform_like(x, -eps, eps, None, batch.shard)
-        if self.cfg.clip_start:
-            x0 = torch.minimum(torch.maximum(x0, lo), hi)
-        x0.requires_grad_(True)
-        with eval_mode(self.model), torch.enable_grad():
-            (g,) = torch.autograd.grad(F.cross_entropy(self.model(x0), y, reduction="sum"), x0)
-        x_adv = torch.minimum(torch.maximum(x0.detach() + self.alpha * g.sign(), lo), hi)
+        x, y = batch.x_s.detach(), batch.y_s
+        with eval_mode(self.model):
+            x_adv = fgsm_random_start(self.model, x, y, self.cfg.eps, self.alpha, self.cfg.clip_start,
+                                      batch.shard)
         return train_on_perturbed(self.model, x, x_adv, y)
+
+
+def fgsm_random_start(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float,
+                      clip_start: bool = True, shard: tuple[int, int] = (0, 1)) -> Tensor:
+    """One FGSM step of size ``alpha`` on the summed cross-entropy from a uniform start in the
+    eps-ball (clipped to [0, 1] first if ``clip_start``), projected onto the ball and [0, 1]:
+    the training point of Wong et al.'s Algorithm 3.
+
+    The start draws from the global torch RNG, for the global batch of which ``x`` is the rows
+    ``shard`` (DDP). The caller chooses the model's mode; parameters' ``.grad`` are left alone.
+
+    Shape:
+        x: (N, *) in [0, 1]; y: (N,); output: (N, *), detached, within eps of x and in [0, 1].
+    """
+    x = x.detach()
+    lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+    x0 = x + uniform_like(x, -eps, eps, None, shard)
+    if clip_start:
+        x0 = torch.minimum(torch.maximum(x0, lo), hi)
+    x0.requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(F.cross_entropy(model(x0), y, reduction="sum"), x0)
+    return torch.minimum(torch.maximum(x0.detach() + alpha * g.sign(), lo), hi)
