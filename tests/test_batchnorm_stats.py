@@ -193,11 +193,17 @@ def test_adversarial_bn_row_is_the_clean_and_fgsm_rs_accuracy_with_each_set_of_s
                             "fgsm_rs": (model(adv).argmax(-1) == ys).float().mean().item()}
 
         assert row["running"] == pytest.approx(by_hand(), abs=1e-6)
-        with batchnorm_statistics_of(model, tr.task.source.x[:32], 256):
+        train_x, train_y = tr.task.source.x[:32], tr.task.source.y[:32].long()
+        with eval_mode(model):  # the attacked training images, against the running statistics
+            torch.manual_seed(2)
+            train_adv = fgsm_random_start(model, train_x, train_y, 0.3, 0.375, clip_start=True)
+        with batchnorm_statistics_of(model, train_x, 256):
             assert row["clean_stats"] == pytest.approx(by_hand(), abs=1e-6)
+        with batchnorm_statistics_of(model, train_adv, 256):
+            assert row["attack_stats"] == pytest.approx(by_hand(), abs=1e-6)
         assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     # three steps on perturbed batches only: the running statistics are not the clean ones
-    assert row["running"] != row["clean_stats"]
+    assert row["running"] != row["clean_stats"] != row["attack_stats"]
     # the benchmark script writes the table with its provenance header, and refuses a bad eps
     import importlib.util
 

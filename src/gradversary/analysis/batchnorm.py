@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import Tensor, nn
 
 from ..attacks import eval_mode
 from ..methods.fast_at import fgsm_random_start
@@ -16,7 +17,7 @@ from ..nn.batchnorm import adapt_batchnorm, batchnorm_layers, batchnorm_statisti
 from .robustness import subsample
 
 __all__ = ["batchnorm_layers", "adapt_batchnorm", "batchnorm_statistics_of", "bn_shift_row",
-           "adversarial_bn_row"]
+           "adversarial_bn_row", "fgsm_rs_batches"]
 
 
 def bn_shift_row(run_dir: str | Path, data_root: str | None = None, batch_size: int = 256) -> dict:
@@ -51,21 +52,28 @@ def bn_shift_row(run_dir: str | Path, data_root: str | None = None, batch_size: 
 
 def adversarial_bn_row(run_dir: str | Path, eps: float, data_root: str | None = None, n: int = 1000,
                        n_stats: int = 5000, seed: int = 0, batch_size: int = 256) -> dict:
-    """Whether an adversarially trained run's BatchNorm running statistics fit clean images.
+    """Whether an adversarially trained run's BatchNorm running statistics fit the images it
+    is tested on.
 
-    A run trained on perturbed batches only (PGD-AT, fast AT) learns its running statistics on
-    perturbed images. This evaluates the deployed model (its selected checkpoint) on ``n``
-    test images (the robustness evaluation's seeded subsample) twice: with the running
-    statistics, and with statistics re-estimated on the first ``n_stats`` clean training
-    images (no labels). Each time it measures the clean accuracy and the accuracy under fast
-    AT's training attack, one FGSM step of 1.25 eps from a random start clipped to [0, 1]
-    (:func:`~gradversary.methods.fast_at.fgsm_random_start`; the start seeded by ``seed``),
+    BatchNorm in training mode normalises each batch by its own moments. A run trained on
+    perturbed batches only (PGD-AT, fast AT) learns its running statistics on perturbed
+    images; one that alternates clean and perturbed batches (the FGSM 50/50 baseline) learns
+    to classify each kind under that kind's own moments, and deploys their average. This
+    evaluates the deployed model (its selected checkpoint) on ``n`` test images (the
+    robustness evaluation's seeded subsample) with three sets of statistics: its running ones
+    (``running``), ones re-estimated on the first ``n_stats`` clean training images
+    (``clean_stats``), and ones re-estimated on those images under the attack
+    (``attack_stats``, crafted against the model with its running statistics). Each time it
+    measures the clean accuracy and the accuracy under fast AT's training attack, one FGSM
+    step of 1.25 eps from a random start clipped to [0, 1]
+    (:func:`~gradversary.methods.fast_at.fgsm_random_start`; the starts seeded by ``seed``),
     crafted against the model as evaluated. An accuracy under that attack above the clean one
     is the mark of a model that has learnt to read the single step ("catastrophic
-    overfitting", Wong et al. 2020; label leaking, Kurakin et al. 2017).
+    overfitting", Wong et al. 2020; label leaking, Kurakin et al. 2017). No test label
+    chooses anything; the training labels make the attacked training images.
 
     Returns ``{"run", "method", "seed", "steps", "bn_layers", "eps", "n", "running": {"clean",
-    "fgsm_rs"}, "clean_stats": {...}}`` (accuracies in [0, 1]).
+    "fgsm_rs"}, "clean_stats": {...}, "attack_stats": {...}}`` (accuracies in [0, 1]).
     """
     from ..engine import Trainer  # analysis sits above the engine
 
@@ -73,28 +81,49 @@ def adversarial_bn_row(run_dir: str | Path, eps: float, data_root: str | None = 
     split = "target_test" if "target_test" in tr.task.eval else "source_test"
     x, y = subsample(tr.task.eval[split].x, tr.task.eval[split].y, n, seed)
     y = y.long()
+    xs, ys = tr.task.source.x[:n_stats], tr.task.source.y[:n_stats].long()
     with tr.deployed(statistics=False) as method:
         model = method.model
 
+        def attacked(xx: Tensor, yy: Tensor) -> Tensor:
+            return fgsm_rs_batches(model, xx, yy, eps, seed, batch_size)
+
         def measure() -> dict[str, float]:
-            with eval_mode(model):
-                correct = {"clean": 0, "fgsm_rs": 0}
-                gen_state = torch.random.get_rng_state()
-                torch.manual_seed(seed)
-                try:
-                    for s in range(0, len(y), batch_size):
-                        xb, yb = x[s:s + batch_size], y[s:s + batch_size]
-                        adv = fgsm_random_start(model, xb, yb, eps, 1.25 * eps, clip_start=True)
-                        with torch.no_grad():
-                            correct["clean"] += int((model(xb).argmax(-1) == yb).sum())
-                            correct["fgsm_rs"] += int((model(adv).argmax(-1) == yb).sum())
-                finally:
-                    torch.random.set_rng_state(gen_state)
-            return {k: v / len(y) for k, v in correct.items()}
+            adv = attacked(x, y)
+            with eval_mode(model), torch.no_grad():
+                return {"clean": _accuracy(model, x, y, batch_size), "fgsm_rs": _accuracy(model, adv, y, batch_size)}
 
         row = {"run": str(run_dir), "method": tr.cfg.method["name"], "seed": tr.cfg.train.seed,
                "steps": tr.step, "bn_layers": len(batchnorm_layers(model)), "eps": eps,
                "n": len(y), "running": measure()}
-        with batchnorm_statistics_of(model, tr.task.source.x[:n_stats], batch_size):
+        xs_adv = attacked(xs, ys)
+        with batchnorm_statistics_of(model, xs, batch_size):
             row["clean_stats"] = measure()
+        with batchnorm_statistics_of(model, xs_adv, batch_size):
+            row["attack_stats"] = measure()
     return row
+
+
+def fgsm_rs_batches(model: nn.Module, x: Tensor, y: Tensor, eps: float, seed: int = 0,
+                    batch_size: int = 256) -> Tensor:
+    """Fast AT's training point for every row of ``x`` (one FGSM step of 1.25 eps from a
+    random start clipped to [0, 1]), crafted in batches with every submodule in eval mode; the
+    starts come from ``torch.manual_seed(seed)`` and the global RNG is restored after.
+
+    Shape:
+        x: (N, *) in [0, 1]; y: (N,); output: (N, *).
+    """
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        with eval_mode(model):
+            return torch.cat([fgsm_random_start(model, x[s:s + batch_size], y[s:s + batch_size], eps,
+                                                1.25 * eps, clip_start=True)
+                              for s in range(0, len(y), batch_size)])
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:
+    return sum(int((model(x[s:s + batch_size]).argmax(-1) == y[s:s + batch_size]).sum())
+               for s in range(0, len(y), batch_size)) / len(y)
