@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attacks import eval_mode
+from ..attacks.evaluate import robust_accuracy
 from ..methods.fast_at import fgsm_random_start
 from ..nn.batchnorm import adapt_batchnorm, batchnorm_layers, batchnorm_statistics_of
 from .robustness import subsample
@@ -90,8 +91,8 @@ def adversarial_bn_row(run_dir: str | Path, eps: float, data_root: str | None = 
 
         def measure() -> dict[str, float]:
             adv = attacked(x, y)
-            with eval_mode(model), torch.no_grad():
-                return {"clean": _accuracy(model, x, y, batch_size), "fgsm_rs": _accuracy(model, adv, y, batch_size)}
+            return {"clean": robust_accuracy(model, None, (x, y), batch_size).accuracy,
+                    "fgsm_rs": robust_accuracy(model, None, (adv, y), batch_size).accuracy}
 
         row = {"run": str(run_dir), "method": tr.cfg.method["name"], "seed": tr.cfg.train.seed,
                "steps": tr.step, "bn_layers": len(batchnorm_layers(model)), "eps": eps,
@@ -123,7 +124,3 @@ def fgsm_rs_batches(model: nn.Module, x: Tensor, y: Tensor, eps: float, seed: in
     finally:
         torch.random.set_rng_state(state)
 
-
-def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:
-    return sum(int((model(x[s:s + batch_size]).argmax(-1) == y[s:s + batch_size]).sum())
-               for s in range(0, len(y), batch_size)) / len(y)
